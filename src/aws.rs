@@ -1,0 +1,235 @@
+//! AWS access: load the SDK configuration for a registry's region, find out who the
+//! credentials belong to, and fetch an authorization token from ECR or ECR Public.
+//!
+//! Credentials always come from `aws-config` (the whole default chain, a named profile, or a
+//! role assumed from one of those); nothing here signs requests or parses config files by hand.
+//! Errors become one line a person can act on; they never carry a secret.
+
+use crate::registry::{EndpointVariant, RegistryHost};
+use crate::token::{now_unix, Token};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use std::fmt;
+use std::time::Duration;
+
+/// Where the credentials for a token come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    /// A named profile from `~/.aws/config`; `None`: the default chain.
+    pub profile: Option<String>,
+    /// A role to assume with those credentials.
+    pub role: Option<AssumeRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    pub duration_secs: Option<u32>,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.profile {
+            Some(p) => write!(f, "profile {p}")?,
+            None => f.write_str("default chain")?,
+        }
+        if let Some(r) = &self.role {
+            write!(f, " -> role {}", r.role_arn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a token could not be had. `Display` is the one line the helper prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The credential chain found nothing, or a source in it failed.
+    Credentials(String),
+    /// AWS answered with an error code (AccessDenied, ExpiredToken, throttling, ...).
+    Service { service: &'static str, code: String, message: String, hint: &'static str },
+    /// The endpoint could not be reached or did not answer in time.
+    Unreachable { service: &'static str, detail: String },
+    /// An answer we cannot use.
+    BadAnswer(String),
+}
+
+impl FetchError {
+    /// Throttling and server-side faults: worth retrying later (the broker backs off).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Unreachable { .. } => true,
+            FetchError::Service { code, .. } => is_throttle(code) || code.starts_with("ServerException") || code.contains("InternalFailure") || code.contains("ServiceUnavailable"),
+            _ => false,
+        }
+    }
+}
+
+fn is_throttle(code: &str) -> bool {
+    matches!(code, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown")
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Credentials(d) => write!(
+                f,
+                "no usable AWS credentials: {d} (set AWS_PROFILE, run `aws configure` or `aws sso login`, or give the machine a role)"
+            ),
+            FetchError::Service { service, code, message, hint } => {
+                write!(f, "{service} refused: {code}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                if !hint.is_empty() {
+                    write!(f, " ({hint})")?;
+                }
+                Ok(())
+            }
+            FetchError::Unreachable { service, detail } => write!(f, "could not reach {service}: {detail}"),
+            FetchError::BadAnswer(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// One line, with no line breaks, of an error chain.
+fn one_line(e: impl std::error::Error) -> String {
+    DisplayErrorContext(e).to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn credentials_error(e: CredentialsError) -> FetchError {
+    let detail = match &e {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            "none found in the environment, ~/.aws/config and credentials, SSO, web identity, container or instance metadata".to_string()
+        }
+        CredentialsError::ProviderTimedOut(_) => "the credential source timed out".to_string(),
+        _ => one_line(&e),
+    };
+    FetchError::Credentials(detail)
+}
+
+fn sdk_error<E, R>(service: &'static str, e: SdkError<E, R>) -> FetchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().unwrap_or("UnknownError").to_string();
+            let message = err.message().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+            let hint = match code.as_str() {
+                "AccessDeniedException" | "AccessDenied" => "the principal needs ecr:GetAuthorizationToken (ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken for ECR Public)",
+                "ExpiredTokenException" | "ExpiredToken" => "the AWS credentials have expired: refresh them, e.g. `aws sso login`",
+                "UnrecognizedClientException" | "InvalidClientTokenId" => "AWS does not know this access key: check AWS_PROFILE and the keys in use",
+                "SignatureDoesNotMatch" | "InvalidSignatureException" => "the secret access key does not match the key id, or the clock is wrong",
+                c if is_throttle(c) => "AWS is throttling token requests; try again shortly",
+                _ => "",
+            };
+            FetchError::Service { service, code, message, hint }
+        }
+        SdkError::TimeoutError(_) => FetchError::Unreachable { service, detail: "timed out".into() },
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FetchError::Unreachable { service, detail: one_line(&e) },
+        _ => FetchError::BadAnswer(format!("{service}: {}", one_line(&e))),
+    }
+}
+
+/// The `AWS_ENDPOINT_URL*` override in force for this variant's token service, if any.
+/// It is part of the cache key so a test endpoint's tokens never serve real AWS.
+pub fn endpoint_override(variant: EndpointVariant) -> Option<String> {
+    let specific = if variant == EndpointVariant::Public { "AWS_ENDPOINT_URL_ECR_PUBLIC" } else { "AWS_ENDPOINT_URL_ECR" };
+    [specific, "AWS_ENDPOINT_URL"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+/// Connect and whole-call time limits for every AWS call we make.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// Load the SDK configuration for `region` with `identity`'s credentials.
+pub async fn sdk_config(region: &str, identity: &Identity) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string())).timeout_config(timeouts());
+    if let Some(p) = &identity.profile {
+        loader = loader.profile_name(p);
+    }
+    let base = loader.load().await;
+    let Some(role) = &identity.role else { return base };
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
+        .configure(&base)
+        .session_name(role.session_name.clone().unwrap_or_else(|| "ecr-cred".into()));
+    if let Some(x) = &role.external_id {
+        provider = provider.external_id(x);
+    }
+    if let Some(d) = role.duration_secs {
+        provider = provider.session_length(Duration::from_secs(d as u64));
+    }
+    let provider = provider.build().await;
+    base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build()
+}
+
+/// The credentials the configuration resolves to: access key id and expiry (Unix seconds).
+pub struct ResolvedCredentials {
+    pub access_key_id: String,
+    pub expires_at: Option<i64>,
+}
+
+pub async fn resolve_credentials(cfg: &SdkConfig) -> Result<ResolvedCredentials, FetchError> {
+    let provider = cfg
+        .credentials_provider()
+        .ok_or_else(|| FetchError::Credentials("no credential provider is configured".into()))?;
+    let creds = provider.provide_credentials().await.map_err(credentials_error)?;
+    let expires_at = creds.expiry().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
+    Ok(ResolvedCredentials { access_key_id: creds.access_key_id().to_string(), expires_at })
+}
+
+/// The principal's ARN, from STS GetCallerIdentity.
+pub async fn caller_arn(cfg: &SdkConfig) -> Result<String, FetchError> {
+    let sts = aws_sdk_sts::Client::new(cfg);
+    let out = sts.get_caller_identity().send().await.map_err(|e| sdk_error("STS", e))?;
+    out.arn().map(str::to_string).ok_or_else(|| FetchError::BadAnswer("STS GetCallerIdentity returned no ARN".into()))
+}
+
+/// Fetch a new authorization token for `registry` from ECR (or ECR Public).
+pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Token, FetchError> {
+    let (b64, proxy, expires) = if registry.variant == EndpointVariant::Public {
+        let conf = aws_sdk_ecrpublic::config::Builder::from(cfg).region(Region::new("us-east-1")).build();
+        let out = aws_sdk_ecrpublic::Client::from_conf(conf)
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| sdk_error("ECR Public", e))?;
+        let data = out.authorization_data().ok_or_else(|| FetchError::BadAnswer("ECR Public returned no authorization data".into()))?;
+        (data.authorization_token().map(str::to_string), None, data.expires_at().map(|t| t.secs()))
+    } else {
+        let conf = aws_sdk_ecr::config::Builder::from(cfg)
+            .use_fips(registry.variant.fips())
+            .use_dual_stack(registry.variant.dual_stack())
+            .build();
+        let out = aws_sdk_ecr::Client::from_conf(conf)
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| sdk_error("ECR", e))?;
+        let data = out.authorization_data().first().ok_or_else(|| FetchError::BadAnswer("ECR returned no authorization data".into()))?;
+        (data.authorization_token().map(str::to_string), data.proxy_endpoint().map(str::to_string), data.expires_at().map(|t| t.secs()))
+    };
+    let now = now_unix();
+    let b64 = b64.ok_or_else(|| FetchError::BadAnswer("ECR returned no authorization token".into()))?;
+    // ECR always sends an expiry; if it did not, assume the documented 12 hours.
+    let expires = expires.unwrap_or(now + 12 * 3600);
+    Token::from_authorization(&b64, proxy, now, expires).map_err(|e| FetchError::BadAnswer(e.to_string()))
+}

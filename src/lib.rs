@@ -1,0 +1,20 @@
+//! ecr-cred: the core library behind `docker-credential-ecr` and `ecr-broker`.
+//!
+//! - [`registry`]: which hosts are ECR registries, and their account, region and endpoint variant.
+//! - [`token`]: an authorization token decoded, and when it may still be handed out.
+//! - [`identity`]: who a token belongs to, and a local fingerprint of the credential source.
+//! - [`cache`]: the per-user token cache on disk.
+//! - [`aws`]: the only module that talks to AWS (credentials, STS, ECR, ECR Public).
+//! - [`paths`]: home, cache and config locations from the environment.
+//! - [`logging`]: stderr logging that never prints a secret.
+
+pub mod aws;
+pub mod cache;
+pub mod identity;
+pub mod logging;
+pub mod paths;
+pub mod registry;
+pub mod token;
+
+pub use registry::{EndpointVariant, RegistryHost};
+pub use token::Token;

@@ -1,0 +1,179 @@
+//! Tokens: an ECR authorization token decoded into user name and password, with its lifetime,
+//! and the one rule that says whether a token may still be handed out.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A decoded ECR authorization token. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// Always `AWS` for ECR, but taken from the token rather than assumed.
+    pub username: String,
+    pub password: String,
+    /// The registry endpoint ECR named in its answer (informational).
+    #[serde(default)]
+    pub proxy_endpoint: Option<String>,
+    /// Unix seconds when we received it.
+    pub fetched_at: i64,
+    /// Unix seconds when ECR says it stops working.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("proxy_endpoint", &self.proxy_endpoint)
+            .field("fetched_at", &self.fetched_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why an authorization token from ECR could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    NotBase64,
+    NoColon,
+    Empty,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never include the token itself: it is the secret.
+        f.write_str(match self {
+            TokenError::NotBase64 => "ECR returned an authorization token that is not valid base64",
+            TokenError::NoColon => "ECR returned an authorization token without the `user:password` form",
+            TokenError::Empty => "ECR returned an empty authorization token",
+        })
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Part of a token's life, counted from the end, in which it is no longer handed out and a
+/// new one is fetched instead: the last quarter. A 12 h token is used for 9 h.
+pub const REFRESH_FRACTION: f64 = 0.25;
+
+/// Never hand out a token with less than this many seconds left, whatever its lifetime.
+pub const MIN_REMAINING_SECS: i64 = 60;
+
+impl Token {
+    /// Decode ECR's `base64("AWS:<password>")` answer.
+    pub fn from_authorization(
+        b64: &str,
+        proxy_endpoint: Option<String>,
+        fetched_at: i64,
+        expires_at: i64,
+    ) -> Result<Token, TokenError> {
+        if b64.trim().is_empty() {
+            return Err(TokenError::Empty);
+        }
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| TokenError::NotBase64)?;
+        let text = String::from_utf8(raw).map_err(|_| TokenError::NotBase64)?;
+        let (user, pass) = text.split_once(':').ok_or(TokenError::NoColon)?;
+        if user.is_empty() || pass.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        Ok(Token { username: user.to_string(), password: pass.to_string(), proxy_endpoint, fetched_at, expires_at })
+    }
+
+    /// Seconds of validity left at `now`, negative once expired.
+    pub fn remaining(&self, now: i64) -> i64 {
+        self.expires_at - now
+    }
+
+    /// The moment from which the token should be replaced: the start of the last quarter of
+    /// its life (never later than [`MIN_REMAINING_SECS`] before expiry).
+    pub fn refresh_at(&self) -> i64 {
+        let life = (self.expires_at - self.fetched_at).max(0);
+        let by_fraction = self.expires_at - (life as f64 * REFRESH_FRACTION) as i64;
+        by_fraction.min(self.expires_at - MIN_REMAINING_SECS)
+    }
+
+    /// May this token be handed out at `now` by a cache? Only before [`Token::refresh_at`], and
+    /// only if the clock has not gone backwards past when it was fetched by more than a minute
+    /// (which would make its age meaningless).
+    pub fn is_fresh(&self, now: i64) -> bool {
+        now < self.refresh_at() && now + 60 >= self.fetched_at
+    }
+
+    /// Still accepted by ECR at `now` (with a minute's margin): the rule for serving a token
+    /// while a refresh fails. An expired token is never served.
+    pub fn is_valid(&self, now: i64) -> bool {
+        self.remaining(now) > MIN_REMAINING_SECS
+    }
+
+    /// Did the token arrive already expired (clock skew, a test server)? Such a token is
+    /// returned to the caller once but never cached.
+    pub fn expired_on_arrival(&self) -> bool {
+        self.expires_at <= self.fetched_at
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn decodes_user_and_password() {
+        let t = Token::from_authorization(&b64("AWS:secret:with:colons"), None, 100, 200).unwrap();
+        assert_eq!(t.username, "AWS");
+        assert_eq!(t.password, "secret:with:colons");
+    }
+
+    #[test]
+    fn rejects_malformed_tokens_without_echoing_them() {
+        assert_eq!(Token::from_authorization("%%%notbase64", None, 0, 1), Err(TokenError::NotBase64));
+        assert_eq!(Token::from_authorization(&b64("nocolon"), None, 0, 1), Err(TokenError::NoColon));
+        assert_eq!(Token::from_authorization(&b64("AWS:"), None, 0, 1), Err(TokenError::Empty));
+        assert_eq!(Token::from_authorization("", None, 0, 1), Err(TokenError::Empty));
+        let msg = Token::from_authorization(&b64("hunter2-no-colon"), None, 0, 1).unwrap_err().to_string();
+        assert!(!msg.contains("hunter2"));
+    }
+
+    #[test]
+    fn fresh_for_the_first_three_quarters_of_its_life() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, 0, 43_200).unwrap();
+        assert!(t.is_fresh(0));
+        assert!(t.is_fresh(32_399));
+        assert!(!t.is_fresh(32_400), "the last quarter is refresh time");
+        assert!(t.is_valid(32_400), "but still valid for a caller while a refresh fails");
+        assert!(!t.is_valid(43_200 - MIN_REMAINING_SECS), "never valid in the last minute");
+        assert!(!t.is_valid(50_000));
+    }
+
+    #[test]
+    fn a_clock_that_jumps_back_before_the_fetch_is_not_trusted() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, 10_000, 53_200).unwrap();
+        assert!(t.is_fresh(10_000));
+        assert!(!t.is_fresh(9_000));
+    }
+
+    #[test]
+    fn expired_on_arrival_is_detected() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, 1_700_000_000, 1_420_070_400).unwrap();
+        assert!(t.expired_on_arrival());
+        assert!(!t.is_fresh(1_700_000_000));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let t = Token::from_authorization(&b64("AWS:topsecretvalue"), None, 0, 1).unwrap();
+        assert!(!format!("{t:?}").contains("topsecretvalue"));
+    }
+}
