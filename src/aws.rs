@@ -11,7 +11,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use std::fmt;
 use std::time::Duration;
 
@@ -98,9 +97,19 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-/// One line, with no line breaks, of an error chain.
-fn one_line(e: impl std::error::Error) -> String {
-    DisplayErrorContext(e).to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+/// One line of an error and its causes, from their `Display` texts only (the SDK's `Debug`
+/// output is long and can include raw responses), each cause once.
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 fn credentials_error(e: CredentialsError) -> FetchError {
@@ -149,6 +158,17 @@ pub fn endpoint_override(variant: EndpointVariant) -> Option<String> {
         .filter_map(|v| std::env::var(v).ok())
         .map(|v| v.trim().to_string())
         .find(|v| !v.is_empty())
+}
+
+/// FIPS and dual-stack flags for the ECR client. The registry's own form decides, overriding
+/// `AWS_USE_FIPS_ENDPOINT` and friends; an `AWS_ENDPOINT_URL*` override decides instead (the
+/// SDK refuses FIPS or dual-stack together with a custom endpoint).
+pub fn endpoint_flags(variant: EndpointVariant, has_override: bool) -> (bool, bool) {
+    if has_override {
+        (false, false)
+    } else {
+        (variant.fips(), variant.dual_stack())
+    }
 }
 
 /// Connect and whole-call time limits for every AWS call we make.
@@ -215,10 +235,8 @@ pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Tok
         let data = out.authorization_data().ok_or_else(|| FetchError::BadAnswer("ECR Public returned no authorization data".into()))?;
         (data.authorization_token().map(str::to_string), None, data.expires_at().map(|t| t.secs()))
     } else {
-        let conf = aws_sdk_ecr::config::Builder::from(cfg)
-            .use_fips(registry.variant.fips())
-            .use_dual_stack(registry.variant.dual_stack())
-            .build();
+        let (fips, dual_stack) = endpoint_flags(registry.variant, endpoint_override(registry.variant).is_some());
+        let conf = aws_sdk_ecr::config::Builder::from(cfg).use_fips(fips).use_dual_stack(dual_stack).build();
         let out = aws_sdk_ecr::Client::from_conf(conf)
             .get_authorization_token()
             .send()
@@ -232,4 +250,43 @@ pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Tok
     // ECR always sends an expiry; if it did not, assume the documented 12 hours.
     let expires = expires.unwrap_or(now + 12 * 3600);
     Token::from_authorization(&b64, proxy, now, expires).map_err(|e| FetchError::BadAnswer(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecr::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+
+    fn ecr_endpoint(host: &str) -> String {
+        let r = RegistryHost::parse(host).unwrap();
+        let (fips, dual_stack) = endpoint_flags(r.variant, false);
+        let params = Params::builder().region(r.region.clone()).use_fips(fips).use_dual_stack(dual_stack).build().unwrap();
+        let ep = block_on(DefaultResolver::new().resolve_endpoint(&params)).unwrap();
+        ep.url().to_string()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn each_registry_form_reaches_its_own_api_endpoint() {
+        let cases = [
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "https://api.ecr.us-east-1.amazonaws.com"),
+            ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "https://api.ecr-fips.us-gov-west-1.amazonaws.com"),
+            ("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com", "https://api.ecr-fips.us-east-1.amazonaws.com"),
+            ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "https://api.ecr.cn-north-1.amazonaws.com.cn"),
+            ("123456789012.dkr-ecr.eu-west-1.on.aws", "https://ecr.eu-west-1.api.aws"),
+            ("123456789012.dkr-ecr-fips.us-east-1.on.aws", "https://ecr-fips.us-east-1.api.aws"),
+        ];
+        let got: Vec<(String, String)> = cases.iter().map(|(h, _)| (h.to_string(), ecr_endpoint(h))).collect();
+        let want: Vec<(String, String)> = cases.iter().map(|(h, e)| (h.to_string(), e.to_string())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_endpoint_override_turns_the_variant_flags_off() {
+        assert_eq!(endpoint_flags(EndpointVariant::Fips, true), (false, false));
+        assert_eq!(endpoint_flags(EndpointVariant::DualStackFips, false), (true, true));
+    }
 }

@@ -17,6 +17,10 @@ pub fn init(default: &str) {
     let no_secret_traces = FilterFn::new(|meta| {
         !(*meta.level() == Level::TRACE && NOISY_SECRET_TARGETS.iter().any(|t| meta.target().starts_with(t)))
     });
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true);
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(true);
     let _ = tracing_subscriber::registry().with(no_secret_traces).with(fmt.with_filter(filter)).try_init();
 }

@@ -1,0 +1,162 @@
+//! Where the helper's tokens come from, in order: the user's token cache (no AWS call, no
+//! async runtime), then the local `ecr-broker` if one answers, then AWS itself.
+//!
+//! The in-process fetch resolves the credentials with the default chain, learns the principal
+//! from STS (so rotated credentials of the same role reuse its cached token), and asks ECR.
+//! When no cached token could possibly match, STS and ECR are asked at the same time.
+
+use ecr_cred::aws::{self, FetchError, Identity};
+use ecr_cred::cache::{CacheFile, TokenCache, TokenKey};
+use ecr_cred::identity::{self, CredentialSource};
+use ecr_cred::paths;
+use ecr_cred::registry::RegistryHost;
+use ecr_cred::token::{now_unix, Token};
+use std::fmt;
+
+/// Why no token could be given.
+#[derive(Debug)]
+pub enum GetError {
+    Fetch(FetchError),
+    Runtime(String),
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Fetch(e) => e.fmt(f),
+            GetError::Runtime(e) => write!(f, "internal error: {e}"),
+        }
+    }
+}
+
+/// The user's cache, unless disabled (`AWS_ECR_DISABLE_CACHE`) or unusable (then with a warning).
+pub fn open_cache() -> Option<TokenCache> {
+    if paths::env_flag("AWS_ECR_DISABLE_CACHE") {
+        return None;
+    }
+    let dir = paths::cache_dir()?;
+    match TokenCache::open(&dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("{e}; continuing without a cache");
+            None
+        }
+    }
+}
+
+/// A token for `registry`, from the cache, the broker or AWS.
+pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
+    let now = now_unix();
+    let endpoint = aws::endpoint_override(registry.variant);
+    let source = CredentialSource::from_env(&[]);
+    let cache = open_cache();
+    let snapshot = cache.as_ref().map(TokenCache::load).unwrap_or_default();
+
+    if let Some(principal) = snapshot.principal_for(&source.fingerprint, now) {
+        let key = TokenKey::new(principal, &registry.region, registry.variant, endpoint.as_deref());
+        if let Some(token) = snapshot.fresh_token(&key, now) {
+            tracing::debug!(registry = %registry, principal, "cache hit");
+            if !snapshot.registries.contains_key(&registry.host) {
+                remember(cache.as_ref(), now, |c| c.note_registry(&registry.host, now));
+            }
+            return Ok(token.clone());
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| GetError::Runtime(e.to_string()))?;
+    let fetched = runtime.block_on(fetch(registry, endpoint.as_deref(), &snapshot, now)).map_err(GetError::Fetch)?;
+
+    let Fetched { principal, credentials_expire, token, from_cache } = fetched;
+    let valid_until = (now + source.ttl()).min(credentials_expire.unwrap_or(i64::MAX));
+    let key = TokenKey::new(&principal, &registry.region, registry.variant, endpoint.as_deref());
+    if token.expired_on_arrival() {
+        tracing::warn!(registry = %registry, "ECR returned a token that had already expired (clock skew?); using it once without caching it");
+    }
+    remember(cache.as_ref(), now, |c| {
+        c.put_source(&source.fingerprint, &principal, valid_until);
+        if !from_cache && !token.expired_on_arrival() {
+            c.put_token(key, token.clone());
+        }
+        c.note_registry(&registry.host, now);
+    });
+    Ok(token)
+}
+
+/// Apply a change to the cache; a cache that cannot be written is a warning, never a failure.
+fn remember(cache: Option<&TokenCache>, now: i64, change: impl FnOnce(&mut CacheFile)) {
+    if let Some(c) = cache {
+        if let Err(e) = c.update(now, change) {
+            tracing::warn!("could not update the token cache: {e}");
+        }
+    }
+}
+
+struct Fetched {
+    principal: String,
+    credentials_expire: Option<i64>,
+    token: Token,
+    from_cache: bool,
+}
+
+async fn fetch(registry: &RegistryHost, endpoint: Option<&str>, snapshot: &CacheFile, now: i64) -> Result<Fetched, FetchError> {
+    let cfg = aws::sdk_config(&registry.region, &Identity::default()).await;
+    let creds = aws::resolve_credentials(&cfg).await?;
+    // Could any cached token serve this registry once we know the principal?
+    let a_cached_token_could_match = snapshot.tokens.values().any(|e| {
+        e.key.region == registry.region
+            && e.key.variant == registry.variant.as_str()
+            && e.key.endpoint.as_deref() == endpoint
+            && e.token.is_fresh(now)
+    });
+    if a_cached_token_could_match {
+        let principal = principal_of(&cfg, &creds.access_key_id).await;
+        let key = TokenKey::new(&principal, &registry.region, registry.variant, endpoint);
+        if let Some(token) = snapshot.fresh_token(&key, now) {
+            tracing::debug!(registry = %registry, principal, "cache hit after credential rotation");
+            return Ok(Fetched { principal, credentials_expire: creds.expires_at, token: token.clone(), from_cache: true });
+        }
+        let token = aws::fetch_token(&cfg, registry).await?;
+        return Ok(Fetched { principal, credentials_expire: creds.expires_at, token, from_cache: false });
+    }
+    let (principal, token) = tokio::join!(principal_of(&cfg, &creds.access_key_id), aws::fetch_token(&cfg, registry));
+    Ok(Fetched { principal, credentials_expire: creds.expires_at, token: token?, from_cache: false })
+}
+
+/// The normalized principal ARN from STS; if STS cannot say (no STS endpoint in a private
+/// subnet, denied), the access key id stands in, hashed.
+async fn principal_of(cfg: &aws_config::SdkConfig, access_key_id: &str) -> String {
+    match aws::caller_arn(cfg).await {
+        Ok(arn) => identity::normalize_principal(&arn),
+        Err(e) => {
+            tracing::info!("STS GetCallerIdentity failed ({e}); caching under the access key instead of the principal");
+            identity::principal_for_access_key(access_key_id)
+        }
+    }
+}
+
+/// The ECR registries this user asked for (from the cache) or configured in docker's config.
+pub fn known_registries() -> Vec<RegistryHost> {
+    let mut hosts: Vec<String> = Vec::new();
+    if let Some(cache) = open_cache() {
+        hosts.extend(cache.load().registries.into_keys());
+    }
+    hosts.extend(configured_registries());
+    let mut out: Vec<RegistryHost> = hosts.iter().filter_map(|h| RegistryHost::parse(h)).collect();
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out.dedup_by(|a, b| a.host == b.host);
+    out
+}
+
+/// Hosts that `$DOCKER_CONFIG/config.json` sends to this helper through `credHelpers`.
+fn configured_registries() -> Vec<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| paths::home_dir().map(|h| h.join(".docker")));
+    let Some(text) = dir.and_then(|d| std::fs::read_to_string(d.join("config.json")).ok()) else { return Vec::new() };
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    let Some(helpers) = config.get("credHelpers").and_then(|h| h.as_object()) else { return Vec::new() };
+    helpers.iter().filter(|(_, v)| v.as_str() == Some("ecr")).map(|(k, _)| k.clone()).collect()
+}
