@@ -178,27 +178,7 @@ impl TokenCache {
     }
 
     fn read_file(&self) -> Result<Option<CacheFile>, String> {
-        let path = self.file_path();
-        let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot open: {e}")),
-        };
-        let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-        if !meta.is_file() {
-            return Err("not a regular file".into());
-        }
-        if meta.uid() != euid() {
-            return Err(format!("owned by uid {}, not by us", meta.uid()));
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(format!("mode {:o} lets others read it", meta.mode() & 0o777));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!("{} bytes is too large", meta.len()));
-        }
-        let mut text = String::new();
-        f.read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+        let Some(text) = read_private(&self.file_path(), MAX_FILE_BYTES)? else { return Ok(None) };
         let cache: CacheFile = serde_json::from_str(&text).map_err(|e| format!("not a valid cache file ({e})"))?;
         if cache.version != FORMAT_VERSION {
             return Err(format!("format version {} is not {FORMAT_VERSION}", cache.version));
@@ -216,24 +196,51 @@ impl TokenCache {
         change(&mut cache);
         cache.prune(now);
         let text = serde_json::to_vec_pretty(&cache).expect("cache serializes");
-        let tmp = self.dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.file_path())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io(e)
-        })
+        write_private(&self.file_path(), &text).map_err(io)
     }
+}
+
+/// Read a file only if it is a regular file (not a link), ours, closed to others and at most
+/// `max` bytes. `Ok(None)` when it does not exist; `Err` says why it is not trusted.
+pub fn read_private(path: &Path, max: u64) -> Result<Option<String>, String> {
+    let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open: {e}")),
+    };
+    let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.uid() != euid() {
+        return Err(format!("owned by uid {}, not by us", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!("mode {:o} lets others read it", meta.mode() & 0o777));
+    }
+    if meta.len() > max {
+        return Err(format!("{} bytes is too large", meta.len()));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(Some(text))
+}
+
+/// Replace `path` atomically with `bytes`: a 0600 temporary file beside it, synced, renamed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 /// An exclusive `flock`, released when dropped.

@@ -4,11 +4,13 @@
 //! - [`token`]: an authorization token decoded, and when it may still be handed out.
 //! - [`identity`]: who a token belongs to, and a local fingerprint of the credential source.
 //! - [`cache`]: the per-user token cache on disk.
+//! - [`broker`]: the broker's wire types and the helper's blocking client for it.
 //! - [`aws`]: the only module that talks to AWS (credentials, STS, ECR, ECR Public).
 //! - [`paths`]: home, cache and config locations from the environment.
 //! - [`logging`]: stderr logging that never prints a secret.
 
 pub mod aws;
+pub mod broker;
 pub mod cache;
 pub mod identity;
 pub mod logging;

@@ -57,7 +57,8 @@ impl std::error::Error for TokenError {}
 /// new one is fetched instead: the last quarter. A 12 h token is used for 9 h.
 pub const REFRESH_FRACTION: f64 = 0.25;
 
-/// Never hand out a token with less than this many seconds left, whatever its lifetime.
+/// Never hand out a token with less than this many seconds left: the margin for the time a
+/// client needs to use it. Short-lived tokens (tests) get 5% of their life instead.
 pub const MIN_REMAINING_SECS: i64 = 60;
 
 impl Token {
@@ -85,12 +86,21 @@ impl Token {
         self.expires_at - now
     }
 
+    fn lifetime(&self) -> i64 {
+        (self.expires_at - self.fetched_at).max(0)
+    }
+
+    /// Seconds before expiry from which the token is no longer handed out at all:
+    /// [`MIN_REMAINING_SECS`], or 5% of the lifetime if that is less.
+    pub fn margin(&self) -> i64 {
+        (self.lifetime() / 20).min(MIN_REMAINING_SECS)
+    }
+
     /// The moment from which the token should be replaced: the start of the last quarter of
-    /// its life (never later than [`MIN_REMAINING_SECS`] before expiry).
+    /// its life (never later than the margin before expiry).
     pub fn refresh_at(&self) -> i64 {
-        let life = (self.expires_at - self.fetched_at).max(0);
-        let by_fraction = self.expires_at - (life as f64 * REFRESH_FRACTION) as i64;
-        by_fraction.min(self.expires_at - MIN_REMAINING_SECS)
+        let by_fraction = self.expires_at - (self.lifetime() as f64 * REFRESH_FRACTION) as i64;
+        by_fraction.min(self.expires_at - self.margin())
     }
 
     /// May this token be handed out at `now` by a cache? Only before [`Token::refresh_at`], and
@@ -100,10 +110,10 @@ impl Token {
         now < self.refresh_at() && now + 60 >= self.fetched_at
     }
 
-    /// Still accepted by ECR at `now` (with a minute's margin): the rule for serving a token
+    /// Still accepted by ECR at `now`, with the margin to spare: the rule for serving a token
     /// while a refresh fails. An expired token is never served.
     pub fn is_valid(&self, now: i64) -> bool {
-        self.remaining(now) > MIN_REMAINING_SECS
+        self.remaining(now) > self.margin()
     }
 
     /// Did the token arrive already expired (clock skew, a test server)? Such a token is
@@ -155,6 +165,15 @@ mod tests {
         assert!(t.is_valid(32_400), "but still valid for a caller while a refresh fails");
         assert!(!t.is_valid(43_200 - MIN_REMAINING_SECS), "never valid in the last minute");
         assert!(!t.is_valid(50_000));
+    }
+
+    #[test]
+    fn short_lived_tokens_get_a_proportional_margin() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, 0, 20).unwrap();
+        assert_eq!(t.margin(), 1);
+        assert_eq!(t.refresh_at(), 15);
+        assert!(t.is_valid(18));
+        assert!(!t.is_valid(19));
     }
 
     #[test]

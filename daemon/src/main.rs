@@ -1,1 +1,225 @@
-fn main() {}
+//! `ecr-broker`: one daemon per host (or per user) that holds Amazon ECR tokens for every
+//! client, refreshes them before they expire and makes one upstream call however many ask.
+//!
+//! This file reads the command line and configuration, wires the parts together and runs the
+//! lifecycle: start (state file, prefetch, socket, READY), SIGHUP reloads, SIGTERM drains.
+//! The parts: [`config`] (policy), [`tokens`] (the shared store), [`upstream`] (AWS),
+//! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`state_file`], [`metrics`],
+//! [`systemd`].
+
+mod config;
+mod metrics;
+mod refresh;
+mod server;
+mod state_file;
+mod systemd;
+mod tokens;
+mod upstream;
+
+use clap::Parser;
+use config::Config;
+use ecr_cred::registry::RegistryHost;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ecr-broker", version, about = "Holds and refreshes Amazon ECR tokens for every client on this host, over a Unix socket")]
+struct Cli {
+    /// Configuration file [system: /etc/ecr-broker/config.toml; user: ~/.config/ecr-broker/config.toml]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Socket path [system: /run/ecr-broker/broker.sock; user: $XDG_RUNTIME_DIR/ecr-broker.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// State file keeping tokens across restarts [system: /var/lib/ecr-broker/state.json; user: ~/.local/state/ecr-broker/state.json]
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Run as a user's broker (the default when not started as root)
+    #[arg(long)]
+    user: bool,
+    /// Check the configuration and exit
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Paths and modes that differ between a system broker and a user's.
+struct Defaults {
+    config: PathBuf,
+    socket: PathBuf,
+    state: PathBuf,
+    socket_mode: u32,
+}
+
+fn defaults(user_mode: bool) -> Defaults {
+    if !user_mode {
+        return Defaults {
+            config: "/etc/ecr-broker/config.toml".into(),
+            socket: ecr_cred::broker::SYSTEM_SOCKET.into(),
+            state: "/var/lib/ecr-broker/state.json".into(),
+            socket_mode: 0o660,
+        };
+    }
+    let home = ecr_cred::paths::home_dir().unwrap_or_else(|| PathBuf::from("."));
+    let xdg = |var: &str, fallback: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.join(fallback));
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    Defaults {
+        config: xdg("XDG_CONFIG_HOME", ".config").join("ecr-broker/config.toml"),
+        socket: runtime.map(|r| r.join("ecr-broker.sock")).unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
+        state: xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/state.json"),
+        socket_mode: 0o600,
+    }
+}
+
+fn main() {
+    ecr_cred::logging::init("info");
+    let cli = Cli::parse();
+    // SAFETY: geteuid cannot fail.
+    let user_mode = cli.user || unsafe { libc::geteuid() } != 0;
+    let d = defaults(user_mode);
+    let config_path = cli.config.clone().unwrap_or(d.config.clone());
+    let config = match Config::load(&config_path, cli.config.is_some()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ecr-broker: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cli.check_config {
+        println!("{}: ok ({} identities, {} rules)", config_path.display(), config.identity_names().len(), config.rules.len());
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = runtime.block_on(run(cli, d, config_path, config));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32 {
+    let socket_path = cli.socket.clone().or(config.socket.clone()).unwrap_or(d.socket);
+    let state_path = cli.state.clone().or(config.state_file.clone()).unwrap_or(d.state);
+    let socket_mode = config.socket_mode.as_deref().map(|m| config::parse_mode(m).expect("checked on load")).unwrap_or(d.socket_mode);
+    let socket_group = match config.socket_group.as_deref().map(group_id).transpose() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("ecr-broker: {e}");
+            return 2;
+        }
+    };
+
+    let config = Arc::new(config);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store = Arc::new(tokens::TokenStore::new(upstream::Upstream::new(config.clone()), metrics));
+    let restored = state_file::load(&state_path, &store, &config);
+    tracing::info!(state = %state_path.display(), restored, "state loaded");
+    prefetch(&store, &config);
+
+    let (std_listener, bound_by_us) = match systemd::activated_listener() {
+        Some(l) => (l, false),
+        None => match server::bind(&socket_path, socket_mode, socket_group) {
+            Ok(l) => (l, true),
+            Err(e) => {
+                eprintln!("ecr-broker: {e}");
+                return 1;
+            }
+        },
+    };
+    std_listener.set_nonblocking(true).expect("nonblocking socket");
+    let listener = tokio::net::UnixListener::from_std(std_listener).expect("socket into tokio");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let app = Arc::new(server::App::new(store.clone()));
+    let server = tokio::spawn(server::serve(listener, app, shutdown_rx.clone(), Duration::from_secs(10)));
+    tokio::spawn(refresh::run(store.clone(), shutdown_rx.clone()));
+    tokio::spawn(persist(store.clone(), state_path.clone(), shutdown_rx.clone()));
+    tracing::info!(socket = %socket_path.display(), mode = format!("{socket_mode:o}"), "ecr-broker ready");
+    systemd::notify("READY=1");
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&store, &config_path),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: finishing requests in flight");
+    systemd::notify("STOPPING=1");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    if let Err(e) = state_file::save(&state_path, &store, &store.upstream.config()) {
+        tracing::warn!("could not save state to {}: {e}", state_path.display());
+    }
+    if bound_by_us {
+        let _ = std::fs::remove_file(&socket_path);
+    }
+    0
+}
+
+/// Mark the configured registries' slots as prefetched and fetch them now.
+fn prefetch(store: &Arc<tokens::TokenStore>, config: &Config) {
+    for host in &config.prefetch {
+        let Some(registry) = RegistryHost::parse(host) else { continue };
+        let identity = config.identity_for(&registry);
+        let slot = store.slot(&tokens::SlotKey::for_registry(&identity, &registry));
+        {
+            let mut st = slot.state.lock().unwrap();
+            st.prefetch = true;
+            st.registries.insert(registry.host.clone());
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.get(&identity, &registry).await {
+                tracing::warn!(registry = %registry, "prefetch failed: {}", e.0);
+            }
+        });
+    }
+}
+
+/// SIGHUP: read the configuration again; keep every token whose identity is unchanged.
+fn reload(store: &Arc<tokens::TokenStore>, path: &std::path::Path) {
+    let new = match Config::load(path, false) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let old = store.upstream.config();
+    store.retain_identities(|name| old.identity(name).is_some() && old.identity(name) == new.identity(name));
+    store.upstream.set_config(new.clone());
+    prefetch(store, &new);
+    tracing::info!(config = %path.display(), "configuration reloaded");
+}
+
+/// Write the state file whenever a new token arrives (at most every 200 ms).
+async fn persist(store: Arc<tokens::TokenStore>, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = store.persist.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (store2, path2) = (store.clone(), path.clone());
+        let saved = tokio::task::spawn_blocking(move || state_file::save(&path2, &store2, &store2.upstream.config())).await;
+        if let Ok(Err(e)) = saved {
+            tracing::warn!("could not save state to {}: {e}", path.display());
+        }
+    }
+}
+
+/// A group name or number to a gid.
+fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let c = std::ffi::CString::new(name).map_err(|_| format!("socket_group {name:?} is not a group"))?;
+    // SAFETY: getgrnam returns a pointer into static storage or null; we read one field at once.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return Err(format!("socket_group {name:?}: no such group"));
+    }
+    Ok(unsafe { (*gr).gr_gid })
+}

@@ -1,5 +1,6 @@
-//! Where the helper's tokens come from, in order: the user's token cache (no AWS call, no
-//! async runtime), then the local `ecr-broker` if one answers, then AWS itself.
+//! Where the helper's tokens come from, in order: the local `ecr-broker` if one answers (it
+//! holds the host's policy: which identity serves which registry), then the user's token
+//! cache (no AWS call, no async runtime), then AWS itself.
 //!
 //! The in-process fetch resolves the credentials with the default chain, learns the principal
 //! from STS (so rotated credentials of the same role reuse its cached token), and asks ECR.
@@ -17,6 +18,8 @@ use std::fmt;
 #[derive(Debug)]
 pub enum GetError {
     Fetch(FetchError),
+    /// The broker answered, and refused by policy: not silently bypassed.
+    BrokerRefused(String),
     Runtime(String),
 }
 
@@ -24,6 +27,7 @@ impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GetError::Fetch(e) => e.fmt(f),
+            GetError::BrokerRefused(why) => write!(f, "the ecr-broker refused this request: {why}"),
             GetError::Runtime(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -46,6 +50,11 @@ pub fn open_cache() -> Option<TokenCache> {
 
 /// A token for `registry`, from the cache, the broker or AWS.
 pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
+    match crate::broker_client::token(registry) {
+        crate::broker_client::Answer::Token(t) => return Ok(t),
+        crate::broker_client::Answer::Refused(why) => return Err(GetError::BrokerRefused(why)),
+        crate::broker_client::Answer::Unavailable => {}
+    }
     let now = now_unix();
     let endpoint = aws::endpoint_override(registry.variant);
     let source = CredentialSource::from_env(&[]);

@@ -4,6 +4,7 @@
 //! This file only parses the command line and dispatches; the protocol is in [`protocol`],
 //! where tokens come from is in [`credentials`].
 
+mod broker_client;
 mod credentials;
 mod protocol;
 

@@ -1,0 +1,321 @@
+//! The server: the Unix socket (bound by us or passed by systemd), one task per connection
+//! with its caller identified by SO_PEERCRED, the HTTP routes, and a graceful shutdown that
+//! lets requests in flight finish.
+
+use crate::config::{Caller, Decision};
+use crate::tokens::TokenStore;
+use bytes::Bytes;
+use ecr_cred::broker::{ErrorResponse, IdentityStatus, StatusResponse, TokenResponse, TokenStatus};
+use ecr_cred::registry::RegistryHost;
+use ecr_cred::token::now_unix;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What every connection shares.
+pub struct App {
+    pub store: Arc<TokenStore>,
+    pub own_uid: u32,
+    pub started_at: i64,
+    /// uid -> (its groups, when looked up): group lookups read /etc/group, so keep them a minute.
+    groups: Mutex<HashMap<u32, (Vec<u32>, Instant)>>,
+}
+
+impl App {
+    pub fn new(store: Arc<TokenStore>) -> App {
+        // SAFETY: geteuid cannot fail.
+        let own_uid = unsafe { libc::geteuid() };
+        App { store, own_uid, started_at: now_unix(), groups: Mutex::new(HashMap::new()) }
+    }
+
+    fn groups_of(&self, uid: u32) -> Vec<u32> {
+        if let Some((g, at)) = self.groups.lock().unwrap().get(&uid) {
+            if at.elapsed() < Duration::from_secs(60) {
+                return g.clone();
+            }
+        }
+        let g = supplementary_groups(uid);
+        self.groups.lock().unwrap().insert(uid, (g.clone(), Instant::now()));
+        g
+    }
+}
+
+/// Bind the socket at `path` with `mode` (and `group`), replacing a stale socket file but
+/// never a live broker's.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<std::os::unix::net::UnixListener, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("another broker is already listening on {}", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    // Bind with a umask that keeps the socket private until its mode is set.
+    // SAFETY: umask only changes this process's file creation mask.
+    let old = unsafe { libc::umask(0o077) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accept connections until `shutdown` turns true, then wait (up to `grace`) for requests in flight.
+pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, mut shutdown: tokio::sync::watch::Receiver<bool>, grace: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let caller = match stream.peer_cred() {
+                    Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
+                    Err(e) => {
+                        tracing::warn!("cannot identify the caller (SO_PEERCRED): {e}");
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&app, caller, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running after {grace:?}; stopping anyway");
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(body.into()))
+        .expect("valid response")
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
+    reply(status, "application/json", serde_json::to_vec(value).expect("serializes"))
+}
+
+fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Reply {
+    json(status, &ErrorResponse { error: kind.to_string(), reason: reason.into() })
+}
+
+async fn route(app: &App, caller: Caller, req: Request<hyper::body::Incoming>) -> Reply {
+    if req.method() != Method::GET {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "only GET is served");
+    }
+    match req.uri().path() {
+        "/v1/token" => token(app, caller, req.uri().query().unwrap_or("")).await,
+        "/v1/status" => status(app),
+        "/metrics" => metrics(app),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path; try /v1/token?registry=HOST, /v1/status, /metrics or /healthz"),
+    }
+}
+
+async fn token(app: &App, caller: Caller, query: &str) -> Reply {
+    let metrics = &app.store.metrics;
+    let Some(host) = query_param(query, "registry") else {
+        metrics.requests_bad.fetch_add(1, Relaxed);
+        return error(StatusCode::BAD_REQUEST, "bad_request", "missing ?registry=HOST");
+    };
+    let Some(registry) = RegistryHost::parse(&host) else {
+        metrics.requests_bad.fetch_add(1, Relaxed);
+        return error(StatusCode::NOT_FOUND, "not_ecr", "not an Amazon ECR registry");
+    };
+    let config = app.store.upstream.config();
+    let identity = match config.decide(&registry, caller, app.own_uid, || app.groups_of(caller.uid)) {
+        Decision::Allow { identity } => identity,
+        Decision::Deny { reason } => {
+            metrics.requests_forbidden.fetch_add(1, Relaxed);
+            tracing::info!(uid = caller.uid, pid = caller.pid, registry = %registry, "refused: {reason}");
+            return error(StatusCode::FORBIDDEN, "forbidden", reason);
+        }
+    };
+    match app.store.get(&identity, &registry).await {
+        Ok(t) => {
+            metrics.requests_ok.fetch_add(1, Relaxed);
+            json(
+                StatusCode::OK,
+                &TokenResponse {
+                    registry: registry.host.clone(),
+                    username: t.username,
+                    password: t.password,
+                    expires_at: t.expires_at,
+                    fetched_at: t.fetched_at,
+                    identity,
+                },
+            )
+        }
+        Err(e) => {
+            metrics.requests_failed.fetch_add(1, Relaxed);
+            error(StatusCode::BAD_GATEWAY, "upstream", e.0)
+        }
+    }
+}
+
+fn status(app: &App) -> Reply {
+    let config = app.store.upstream.config();
+    let m = &app.store.metrics;
+    let identities = config
+        .identity_names()
+        .into_iter()
+        .map(|name| {
+            let source = config.identity(&name).map(|i| i.to_string()).unwrap_or_default();
+            IdentityStatus { name, source }
+        })
+        .collect();
+    let tokens = app
+        .store
+        .slots()
+        .iter()
+        .map(|slot| {
+            let st = slot.state.lock().unwrap();
+            TokenStatus {
+                identity: slot.key.identity.clone(),
+                region: slot.key.region.clone(),
+                variant: slot.key.variant.as_str().to_string(),
+                principal: st.principal.clone(),
+                registries: st.registries.iter().cloned().collect(),
+                expires_at: st.token.as_ref().map(|t| t.expires_at),
+                refresh_at: st.token.as_ref().map(|_| st.refresh_at),
+                last_used: Some(st.last_used).filter(|t| *t > 0),
+                upstream_calls: st.upstream_calls,
+                last_error: st.last_error.clone(),
+            }
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: app.started_at,
+            identities,
+            tokens,
+            requests: m.requests(),
+            cache_hits: m.cache_hits.load(Relaxed),
+            upstream_calls: m.upstream_calls.load(Relaxed),
+            upstream_errors: m.upstream_errors.load(Relaxed),
+        },
+    )
+}
+
+fn metrics(app: &App) -> Reply {
+    let now = now_unix();
+    let tokens: Vec<(String, String, String, i64)> = app
+        .store
+        .slots()
+        .iter()
+        .filter_map(|slot| {
+            let st = slot.state.lock().unwrap();
+            let left = st.token.as_ref()?.remaining(now).max(0);
+            Some((slot.key.identity.clone(), slot.key.region.clone(), slot.key.variant.as_str().to_string(), left))
+        })
+        .collect();
+    reply(StatusCode::OK, "text/plain; version=0.0.4", app.store.metrics.render(&tokens))
+}
+
+/// The first `name=value` in a query string, percent-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The caller's supplementary groups, from the group database.
+fn supplementary_groups(uid: u32) -> Vec<u32> {
+    // SAFETY: getpwuid_r and getgrouplist write only into buffers we own and size.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+            return Vec::new();
+        }
+        let mut n: libc::c_int = 64;
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        if libc::getgrouplist(pwd.pw_name, pwd.pw_gid, groups.as_mut_ptr(), &mut n) < 0 {
+            groups.resize(n.max(0) as usize, 0);
+            if libc::getgrouplist(pwd.pw_name, pwd.pw_gid, groups.as_mut_ptr(), &mut n) < 0 {
+                return Vec::new();
+            }
+        }
+        groups.truncate(n.max(0) as usize);
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_found_and_decoded() {
+        assert_eq!(query_param("registry=a.b&x=1", "registry").as_deref(), Some("a.b"));
+        assert_eq!(query_param("x=1&registry=https%3A%2F%2Fa.b", "registry").as_deref(), Some("https://a.b"));
+        assert_eq!(query_param("x=1", "registry"), None);
+        assert_eq!(query_param("registry=%zz", "registry"), None);
+    }
+}

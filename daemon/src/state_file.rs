@@ -1,0 +1,108 @@
+//! The state file: tokens kept across restarts (0600, replaced atomically), so a restarted
+//! broker serves at once without calling AWS. On load every entry is checked: expired tokens,
+//! identities that are gone or changed, and tokens from another endpoint are dropped.
+
+use crate::config::Config;
+use crate::tokens::{SlotKey, TokenStore};
+use ecr_cred::aws::endpoint_override;
+use ecr_cred::cache::{read_private, write_private};
+use ecr_cred::identity::hex;
+use ecr_cred::registry::EndpointVariant;
+use ecr_cred::token::{now_unix, Token};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    entries: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    identity: String,
+    /// A digest of the identity's configuration: a changed identity drops its tokens.
+    identity_digest: String,
+    region: String,
+    variant: String,
+    endpoint: Option<String>,
+    principal: Option<String>,
+    registries: BTreeSet<String>,
+    token: Token,
+}
+
+fn identity_digest(config: &Config, name: &str) -> Option<String> {
+    let identity = config.identity(name)?;
+    Some(hex(&Sha256::digest(format!("{identity:?}").as_bytes()))[..32].to_string())
+}
+
+/// Write every valid token to `path`.
+pub fn save(path: &Path, store: &TokenStore, config: &Config) -> std::io::Result<usize> {
+    let now = now_unix();
+    let mut entries = Vec::new();
+    for slot in store.slots() {
+        let st = slot.state.lock().unwrap();
+        let (Some(token), Some(digest)) = (st.token.as_ref().filter(|t| t.is_valid(now)), identity_digest(config, &slot.key.identity))
+        else {
+            continue;
+        };
+        entries.push(Entry {
+            identity: slot.key.identity.clone(),
+            identity_digest: digest,
+            region: slot.key.region.clone(),
+            variant: slot.key.variant.as_str().to_string(),
+            endpoint: endpoint_override(slot.key.variant),
+            principal: st.principal.clone(),
+            registries: st.registries.clone(),
+            token: token.clone(),
+        });
+    }
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let n = entries.len();
+    let text = serde_json::to_vec(&StateFile { version: VERSION, entries }).expect("state serializes");
+    write_private(path, &text)?;
+    Ok(n)
+}
+
+/// Load the tokens still worth keeping into `store`; a bad file is a warning, never fatal.
+pub fn load(path: &Path, store: &TokenStore, config: &Config) -> usize {
+    let text = match read_private(path, 16 << 20) {
+        Ok(Some(t)) => t,
+        Ok(None) => return 0,
+        Err(why) => {
+            tracing::warn!(file = %path.display(), "ignoring state file: {why}");
+            return 0;
+        }
+    };
+    let state: StateFile = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "ignoring state file: not valid ({e})");
+            return 0;
+        }
+    };
+    if state.version != VERSION {
+        tracing::warn!(file = %path.display(), "ignoring state file of version {}", state.version);
+        return 0;
+    }
+    let now = now_unix();
+    let mut loaded = 0;
+    for e in state.entries {
+        let Some(variant) = EndpointVariant::from_str_opt(&e.variant) else { continue };
+        let keep = e.token.is_valid(now)
+            && identity_digest(config, &e.identity).as_deref() == Some(e.identity_digest.as_str())
+            && endpoint_override(variant) == e.endpoint;
+        if keep {
+            store.restore(SlotKey { identity: e.identity, region: e.region, variant }, e.token, e.principal, e.registries);
+            loaded += 1;
+        }
+    }
+    loaded
+}

@@ -1,0 +1,207 @@
+//! Broker wire types and the helper's blocking client for `ecr-broker`.
+//!
+//! The broker speaks HTTP/1.1 over a Unix socket. The client here is deliberately tiny and
+//! blocking (one request, `Connection: close`, a read timeout), so the helper can ask the
+//! broker without starting an async runtime.
+
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `GET /v1/token?registry=HOST`, 200.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+    pub expires_at: i64,
+    /// The refresh point the broker uses; clients need not care.
+    pub fetched_at: i64,
+    pub identity: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("registry", &self.registry)
+            .field("identity", &self.identity)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Any non-200 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// `forbidden`, `not_ecr`, `bad_request`, `upstream`, `not_found`.
+    pub error: String,
+    pub reason: String,
+}
+
+/// `GET /v1/status`: what the broker holds, never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub version: String,
+    pub started_at: i64,
+    pub identities: Vec<IdentityStatus>,
+    pub tokens: Vec<TokenStatus>,
+    pub requests: u64,
+    pub cache_hits: u64,
+    pub upstream_calls: u64,
+    pub upstream_errors: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityStatus {
+    pub name: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    pub identity: String,
+    pub region: String,
+    pub variant: String,
+    pub principal: Option<String>,
+    pub registries: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub refresh_at: Option<i64>,
+    pub last_used: Option<i64>,
+    pub upstream_calls: u64,
+    pub last_error: Option<String>,
+}
+
+/// The socket the helper tries: `ECR_BROKER_SOCKET` (empty or `none`: no broker), else the
+/// user's `$XDG_RUNTIME_DIR/ecr-broker.sock` if it exists, else the system socket.
+pub fn default_socket() -> Option<PathBuf> {
+    match std::env::var("ECR_BROKER_SOCKET") {
+        Ok(s) if s.is_empty() || s == "none" => return None,
+        Ok(s) => return Some(PathBuf::from(s)),
+        Err(_) => {}
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let p = PathBuf::from(dir).join("ecr-broker.sock");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    Some(PathBuf::from(SYSTEM_SOCKET))
+}
+
+pub const SYSTEM_SOCKET: &str = "/run/ecr-broker/broker.sock";
+
+/// A response: status code and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Why the broker could not be asked.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No socket there, or nobody listening: the broker is simply absent.
+    Absent,
+    /// Something answered, but not in time or not as HTTP.
+    Unhealthy(String),
+}
+
+/// The largest answer read from the broker.
+const MAX_RESPONSE: u64 = 1 << 20;
+
+/// One blocking `GET` over the Unix socket.
+pub fn get(socket: &Path, path_and_query: &str, timeout: Duration) -> Result<Response, ClientError> {
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Err(ClientError::Absent)
+        }
+        Err(e) => return Err(ClientError::Unhealthy(format!("connect: {e}"))),
+    };
+    let unhealthy = |e: std::io::Error| ClientError::Unhealthy(e.to_string());
+    stream.set_read_timeout(Some(timeout)).map_err(unhealthy)?;
+    stream.set_write_timeout(Some(timeout)).map_err(unhealthy)?;
+    let request = format!("GET {path_and_query} HTTP/1.1\r\nHost: ecr-broker\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(unhealthy)?;
+    let mut raw = Vec::new();
+    stream.take(MAX_RESPONSE).read_to_end(&mut raw).map_err(unhealthy)?;
+    parse_response(&raw).ok_or_else(|| ClientError::Unhealthy("not an HTTP answer".into()))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let status_line = head.lines().next()?;
+    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Response { status, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Percent-encode a query value (registry hosts are plain, but be safe).
+pub fn encode_query(value: &str) -> String {
+    let mut s = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_answers() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        let r = parse_response(b"HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (403, &b"abcde"[..]));
+        assert!(parse_response(b"garbage").is_none());
+    }
+
+    #[test]
+    fn an_absent_socket_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = get(&dir.path().join("none.sock"), "/healthz", Duration::from_secs(1));
+        assert!(matches!(r, Err(ClientError::Absent)));
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query("a.b-c"), "a.b-c");
+        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
+}
