@@ -134,7 +134,7 @@ where
             let code = err.code().unwrap_or("UnknownError").to_string();
             let message = err.message().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
             let hint = match code.as_str() {
-                "AccessDeniedException" | "AccessDenied" => "the principal needs ecr:GetAuthorizationToken (ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken for ECR Public)",
+                "AccessDeniedException" | "AccessDenied" => "the principal needs ecr:GetAuthorizationToken; for ECR Public, ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken",
                 "ExpiredTokenException" | "ExpiredToken" => "the AWS credentials have expired: refresh them, e.g. `aws sso login`",
                 "UnrecognizedClientException" | "InvalidClientTokenId" => "AWS does not know this access key: check AWS_PROFILE and the keys in use",
                 "SignatureDoesNotMatch" | "InvalidSignatureException" => "the secret access key does not match the key id, or the clock is wrong",
@@ -171,12 +171,13 @@ pub fn endpoint_flags(variant: EndpointVariant, has_override: bool) -> (bool, bo
     }
 }
 
-/// Connect and whole-call time limits for every AWS call we make.
+/// Time limits for every AWS call we make: a docker pull waits on us, so a stalled endpoint
+/// must turn into an error in seconds (ECR answers token requests in well under one).
 fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(12))
         .build()
 }
 

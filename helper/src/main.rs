@@ -40,17 +40,34 @@ enum Action {
     Version,
 }
 
+/// One line for a command-line mistake.
+fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ErrorKind};
+    const ACTIONS: &str = "get, store, erase, list or version (see --help)";
+    match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let what = e.get(ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
+            format!("unknown action {what:?}: expected {ACTIONS}")
+        }
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => format!("no action given: expected {ACTIONS}"),
+        _ => e.render().to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string(),
+    }
+}
+
 fn main() {
     // The SDK warns about every credential source it tries; our own error names the cause.
     ecr_cred::logging::init("warn,aws_config=error");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are answers; anything else is a usage error. Both go to
-            // stdout, as the credential-helper protocol expects, and usage errors exit 1.
-            let code = if e.use_stderr() { 1 } else { 0 };
-            print!("{}", e.render());
-            std::process::exit(code);
+            // --help and --version are answers (exit 0). A usage error is one line on stdout
+            // and exit 1, as the credential-helper protocol expects of every failure.
+            if !e.use_stderr() {
+                print!("{}", e.render());
+                std::process::exit(0);
+            }
+            println!("{}", usage_error(&e));
+            std::process::exit(1);
         }
     };
     let result = match cli.action {

@@ -1,0 +1,370 @@
+//! The `ecr-broker` daemon, run as a real process against the fake AWS endpoint: one
+//! upstream call for many cold clients, background refresh, serving through throttling,
+//! surviving restarts and SIGKILL, and refusing callers its policy does not allow.
+
+mod support;
+
+use ecr_cred::broker::{self, Response};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use support::fake_aws::{FakeAws, Mode};
+use support::Helper;
+
+const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const OTHER_ACCOUNT: &str = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+fn broker_bin() -> PathBuf {
+    let bin = support::helper_bin().with_file_name("ecr-broker");
+    assert!(bin.is_file(), "build first: cargo build --release --workspace ({} is missing)", bin.display());
+    bin
+}
+
+/// One `ecr-broker` process in a private folder (0755, so another uid can reach the socket).
+struct Broker {
+    child: Option<Child>,
+    dir: PathBuf,
+    _keep: Option<tempfile::TempDir>,
+    endpoint: String,
+}
+
+impl Broker {
+    fn start(fake: &FakeAws, config: &str) -> Broker {
+        let tmp = tempfile::Builder::new().prefix("broker-").tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut b = Broker { child: None, dir, _keep: Some(tmp), endpoint: fake.endpoint() };
+        std::fs::write(b.config_path(), config).unwrap();
+        b.spawn();
+        b
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("broker.sock")
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.join("state/state.json")
+    }
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).unwrap();
+        let child = Command::new(broker_bin())
+            .args(["--user", "--config"])
+            .arg(self.config_path())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state")
+            .arg(self.state())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.dir)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ECR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ecr-broker");
+        self.child = Some(child);
+        let start = Instant::now();
+        while broker::get(&self.socket(), "/healthz", Duration::from_secs(1)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "broker did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn request(&self, path: &str) -> Response {
+        broker::get(&self.socket(), path, Duration::from_secs(30)).unwrap_or_else(|e| panic!("broker request {path}: {e:?}"))
+    }
+
+    fn token(&self, host: &str) -> (u16, serde_json::Value) {
+        let r = self.request(&format!("/v1/token?registry={host}"));
+        (r.status, serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn signal(&mut self, sig: i32) {
+        let child = self.child.as_mut().expect("running");
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                if sig == libc::SIGTERM {
+                    assert!(status.success(), "broker exited with {status} on SIGTERM:\n{}", self.log());
+                }
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(15), "broker did not stop on signal {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = None;
+    }
+
+    /// A helper run that asks this broker.
+    fn helper(&self) -> Helper {
+        let mut h = Helper::new();
+        h.aws(&self.endpoint, KEY_ID, SECRET).env("ECR_BROKER_SOCKET", self.socket());
+        h
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn password(v: &serde_json::Value) -> String {
+    v["password"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_thousand_concurrent_cold_requests_make_one_upstream_call() {
+    let fake = FakeAws::start();
+    fake.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let broker = Arc::new(Broker::start(&fake, ""));
+    let barrier = Arc::new(Barrier::new(1000));
+    let threads: Vec<_> = (0..1000)
+        .map(|i| {
+            let (broker, barrier) = (broker.clone(), barrier.clone());
+            // Ten registries of ten accounts, one region and identity: one token serves them all.
+            let host = format!("1234567890{:02}.dkr.ecr.us-east-1.amazonaws.com", i % 10);
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    barrier.wait();
+                    broker.token(&host)
+                })
+                .unwrap()
+        })
+        .collect();
+    let answers: Vec<(u16, serde_json::Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|(s, _)| *s == 200), "every request served: {:?}", answers.iter().find(|(s, _)| *s != 200));
+    assert!(answers.iter().all(|(_, v)| password(v) == FakeAws::token_password(1)), "all got the one token");
+    assert_eq!(fake.calls("GetAuthorizationToken"), 1, "exactly one upstream call");
+}
+
+#[test]
+fn tokens_in_use_are_refreshed_in_the_background_before_they_expire() {
+    let fake = FakeAws::start();
+    fake.set_token_lifetime(8);
+    let broker = Broker::start(&fake, "");
+    let (status, first) = broker.token(HOST);
+    assert_eq!(status, 200);
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    // Refresh is due in the last quarter (6 s to 6.8 s in); nobody asks in between.
+    let start = Instant::now();
+    while fake.calls("GetAuthorizationToken") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(9), "no background refresh happened:\n{}", broker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ecr_cred::token::now_unix() < expires_at, "refreshed before the first token expired");
+    let (_, second) = broker.token(HOST);
+    assert_eq!(password(&second), FakeAws::token_password(2));
+}
+
+#[test]
+fn throttling_does_not_fail_a_caller_while_a_valid_token_is_held_and_causes_no_retry_storm() {
+    let fake = FakeAws::start();
+    fake.set_token_lifetime(12);
+    let broker = Broker::start(&fake, "");
+    let (_, first) = broker.token(HOST);
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    fake.set_mode(Mode::Throttle);
+    // Past the refresh point (9 s to 10.2 s in) but before the margin before expiry (11.4 s).
+    while ecr_cred::token::now_unix() < expires_at - 2 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..20 {
+        let (status, v) = broker.token(HOST);
+        assert_eq!(status, 200, "a caller is served the valid token during throttling: {v}");
+        assert_eq!(password(&v), FakeAws::token_password(1));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Once it has expired, callers get the cause at once, and never the expired token.
+    while ecr_cred::token::now_unix() <= expires_at {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let asked = Instant::now();
+    let (status, v) = broker.token(HOST);
+    assert_eq!(status, 502, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("ThrottlingException"), "{v}");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    // SDK attempts (3 per fetch) under a 1 s, 2 s, 4 s ... back-off: a handful, not a storm.
+    let calls = fake.calls("GetAuthorizationToken");
+    assert!(calls <= 16, "{calls} upstream calls in ~5 s of throttling is a retry storm");
+}
+
+#[test]
+fn a_restarted_broker_serves_its_saved_tokens_without_an_upstream_call() {
+    let fake = FakeAws::start();
+    let mut broker = Broker::start(&fake, "");
+    let (_, before) = broker.token(HOST);
+    broker.signal(libc::SIGTERM);
+    assert!(!broker.socket().exists(), "the socket file is removed on a clean stop");
+    let mode = std::fs::metadata(broker.state()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "state file mode");
+    assert!(!std::fs::read_to_string(broker.state()).unwrap().contains(SECRET));
+    broker.spawn();
+    let (status, after) = broker.token(HOST);
+    assert_eq!(status, 200);
+    assert_eq!(password(&after), password(&before));
+    assert_eq!(fake.calls("GetAuthorizationToken"), 1, "no upstream call after the restart");
+}
+
+#[test]
+fn a_broker_killed_under_load_loses_no_helper_request() {
+    let fake = FakeAws::start();
+    let mut broker = Broker::start(&fake, "");
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut helper = broker.helper();
+            helper.env("AWS_ECR_DISABLE_CACHE", "1");
+            std::thread::spawn(move || {
+                let mut runs = Vec::new();
+                while Instant::now() < stop_at {
+                    runs.push(helper.get(HOST));
+                }
+                runs
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.signal(libc::SIGKILL);
+    let runs: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let failed: Vec<_> = runs.iter().filter(|r| r.code != 0).collect();
+    assert!(failed.is_empty(), "{} of {} gets failed, e.g. {:?}", failed.len(), runs.len(), failed.first());
+    assert!(runs.len() > 20, "only {} gets ran", runs.len());
+    assert!(fake.calls("GetAuthorizationToken") > 1, "after the kill, helpers fetched for themselves");
+}
+
+#[test]
+fn a_policy_refusal_reaches_the_user_and_is_not_bypassed() {
+    let fake = FakeAws::start();
+    let config = format!("socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n");
+    let broker = Broker::start(&fake, &config);
+    let nobody = |host: &str| {
+        let out = Command::new(support::helper_bin())
+            .arg("get")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("AWS_ECR_DISABLE_CACHE", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &broker.endpoint)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("ECR_BROKER_SOCKET", broker.socket())
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(host.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = nobody(OTHER_ACCOUNT);
+    assert_eq!(code, Some(0), "the rule serves uid 65534 this registry: {out}\n{}", broker.log());
+    let before = fake.calls("GetAuthorizationToken");
+    let (code, out) = nobody(HOST);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused") && out.contains("uid 65534"), "the refusal names who and why: {out}");
+    assert_eq!(fake.calls("GetAuthorizationToken"), before, "the helper did not fetch for itself instead");
+    let metrics = String::from_utf8(broker.request("/metrics").body).unwrap();
+    assert!(metrics.contains("ecr_broker_requests_total{result=\"forbidden\"} 1"), "{metrics}");
+}
+
+#[test]
+fn the_socket_is_private_in_user_mode_and_status_shows_no_secret() {
+    let fake = FakeAws::start();
+    let broker = Broker::start(&fake, "");
+    let mode = std::fs::metadata(broker.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (_, token) = broker.token(HOST);
+    let status = String::from_utf8(broker.request("/v1/status").body).unwrap();
+    let metrics = String::from_utf8(broker.request("/metrics").body).unwrap();
+    for text in [&status, &metrics, &broker.log()] {
+        assert!(!text.contains(&password(&token)), "a token leaked: {text}");
+        assert!(!text.contains(SECRET));
+    }
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["upstream_calls"], 1);
+    assert_eq!(v["tokens"][0]["registries"][0], HOST);
+    assert_eq!(v["tokens"][0]["principal"], "arn:aws:iam::123456789012:user/fake");
+    assert!(metrics.contains("ecr_broker_upstream_calls_total 1"));
+    assert!(metrics.contains("ecr_broker_token_seconds_remaining{identity=\"default\",region=\"us-east-1\",variant=\"standard\"}"));
+}
+
+#[test]
+fn sighup_reloads_the_config_and_keeps_unchanged_identities_tokens() {
+    let fake = FakeAws::start();
+    let mut broker = Broker::start(&fake, "");
+    broker.token(HOST);
+    std::fs::write(broker.config_path(), "[identities.other]\nprofile = \"other\"\n[[rules]]\nregistry = \"210987654321\"\nidentity = \"other\"\n").unwrap();
+    let pid = broker.child.as_ref().unwrap().id() as i32;
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let start = Instant::now();
+    while !broker.log().contains("configuration reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reload:\n{}", broker.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = broker.token(HOST);
+    assert_eq!(status, 200);
+    assert_eq!(fake.calls("GetAuthorizationToken"), 1, "the default identity's token survived the reload");
+    let v: serde_json::Value = serde_json::from_slice(&broker.request("/v1/status").body).unwrap();
+    assert!(v["identities"].as_array().unwrap().iter().any(|i| i["name"] == "other"));
+    // A broken config is refused and the running one kept.
+    std::fs::write(broker.config_path(), "this is = not toml [").unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(broker.log().contains("reload refused"), "{}", broker.log());
+    assert_eq!(broker.token(HOST).0, 200);
+    broker.signal(libc::SIGTERM);
+}
+
+#[test]
+fn a_bad_config_or_a_live_socket_stops_the_broker_with_a_clear_error() {
+    let fake = FakeAws::start();
+    let broker = Broker::start(&fake, "");
+    let out = Command::new(broker_bin())
+        .args(["--user", "--socket"])
+        .arg(broker.socket())
+        .arg("--config")
+        .arg(broker.config_path())
+        .env_clear()
+        .env("HOME", &broker.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already listening"));
+    assert_eq!(broker.request("/healthz").status, 200, "the running broker is untouched");
+    let bad = broker.dir.join("bad.toml");
+    std::fs::write(&bad, "[[rules]]\nregistry = \"nonsense\"\n").unwrap();
+    let out = Command::new(broker_bin()).args(["--user", "--check-config", "--config"]).arg(&bad).env_clear().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
+}
