@@ -5,7 +5,9 @@
 //! where tokens come from is in [`credentials`].
 
 mod broker_client;
+mod configure;
 mod credentials;
+mod kubelet;
 mod protocol;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,10 @@ enum Action {
     List,
     /// Print the version.
     Version,
+    /// Act as a kubelet image credential provider (also when invoked as `ecr-credential-provider`).
+    Kubelet(kubelet::KubeletArgs),
+    /// Point docker (and containers) configuration at this helper for ECR registries.
+    Configure(configure::ConfigureArgs),
 }
 
 /// One line for a command-line mistake.
@@ -54,7 +60,16 @@ fn usage_error(e: &clap::Error) -> String {
     }
 }
 
+/// The name kubelet's plugin configuration uses; a symlink or copy by this name is the provider.
+const KUBELET_PROVIDER_NAME: &str = "ecr-credential-provider";
+
 fn main() {
+    let invoked_as = std::env::args_os().next().map(std::path::PathBuf::from);
+    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == KUBELET_PROVIDER_NAME) {
+        ecr_cred::logging::init("warn,aws_config=error");
+        let args = kubelet::KubeletArgs { args: std::env::args().skip(1).collect() };
+        std::process::exit(kubelet::run(&args));
+    }
     // The SDK warns about every credential source it tries; our own error names the cause.
     ecr_cred::logging::init("warn,aws_config=error");
     let cli = match Cli::try_parse() {
@@ -76,6 +91,8 @@ fn main() {
         Action::Erase => protocol::read_stdin().and_then(|input| protocol::erase(&input)),
         Action::List => protocol::list(),
         Action::Version => Ok(format!("docker-credential-ecr {}", env!("CARGO_PKG_VERSION"))),
+        Action::Kubelet(args) => std::process::exit(kubelet::run(&args)),
+        Action::Configure(args) => std::process::exit(configure::run(&args)),
     };
     std::process::exit(protocol::respond(result));
 }

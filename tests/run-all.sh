@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Job: run every test of the project on this machine, installing the real peers first.
+#   1. tests/peers/install.sh   Debian's skopeo, podman, buildah, containerd, docker.io,
+#                               docker-registry, amazon-ecr-credential-helper; moto in a venv
+#   2. cargo build --release    once; every later step reuses target/release
+#   3. cargo test --release     unit tests, helper and broker integration tests
+#   4. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
+# Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests/run-all.sh must run as root (it installs packages and edits /etc/hosts); try: sudo $0" >&2
+  exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test peers"
+tests/peers/install.sh
+
+step "building (release)"
+cargo build --release --workspace --locked
+
+step "unit and integration tests"
+cargo test --release --workspace --locked
+
+step "end-to-end matrix"
+HELPER_BIN="$REPO/target/release/docker-credential-ecr" BROKER_BIN="$REPO/target/release/ecr-broker" tests/e2e/run.sh
