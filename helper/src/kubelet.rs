@@ -12,3 +12,6 @@ pub fn run(_args: &KubeletArgs) -> i32 {
     eprintln!("kubelet credential provider mode is not built yet");
     1
 }
+
+/// The kubelet `CredentialProviderConfig` shipped in packaging/ (printed by `configure --kubelet`).
+pub const PROVIDER_CONFIG: &str = include_str!("../../packaging/kubernetes/credential-provider-config.yaml");
