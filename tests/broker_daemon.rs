@@ -368,3 +368,18 @@ fn a_bad_config_or_a_live_socket_stops_the_broker_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
 }
+
+#[test]
+fn helper_status_shows_the_broker_table_without_secrets() {
+    let fake = FakeAws::start();
+    let broker = Broker::start(&fake, "");
+    let (_, token) = broker.token(HOST);
+    let run = broker.helper().run(&["status"], b"");
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    let row = run.stdout.lines().find(|l| l.starts_with("default")).unwrap_or_else(|| panic!("no token row:\n{}", run.stdout));
+    for want in ["us-east-1", "standard", "arn:aws:iam::123456789012:user/fake", HOST] {
+        assert!(row.contains(want), "{want} missing from {row}");
+    }
+    assert!(run.stdout.contains("1 upstream calls"), "{}", run.stdout);
+    assert!(!run.stdout.contains(&password(&token)));
+}

@@ -8,7 +8,9 @@ mod broker_client;
 mod configure;
 mod credentials;
 mod kubelet;
+mod login;
 mod protocol;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,12 @@ enum Action {
     Kubelet(kubelet::KubeletArgs),
     /// Point docker (and containers) configuration at this helper for ECR registries.
     Configure(configure::ConfigureArgs),
+    /// Print a registry's password alone, for `docker login --password-stdin` and friends.
+    GetLoginPassword(login::GetLoginPasswordArgs),
+    /// Prepare a CI job: fetch tokens for the registries; --github-actions masks and outputs them.
+    Login(login::LoginArgs),
+    /// Show what the ecr-broker and this user's cache hold.
+    Status,
 }
 
 /// One line for a command-line mistake.
@@ -93,6 +101,9 @@ fn main() {
         Action::Version => Ok(format!("docker-credential-ecr {}", env!("CARGO_PKG_VERSION"))),
         Action::Kubelet(args) => std::process::exit(kubelet::run(&args)),
         Action::Configure(args) => std::process::exit(configure::run(&args)),
+        Action::GetLoginPassword(args) => std::process::exit(login::get_login_password(&args)),
+        Action::Login(args) => std::process::exit(login::login(&args)),
+        Action::Status => std::process::exit(status::run()),
     };
     std::process::exit(protocol::respond(result));
 }
