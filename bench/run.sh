@@ -14,7 +14,10 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HELPER_BIN="${HELPER_BIN:-$REPO/target/release/docker-credential-ecr}"
+# What we ship: the static build from packaging/build-static.sh (built here if absent).
+if [ -z "${HELPER_BIN:-}" ]; then
+  HELPER_BIN="$("$REPO/packaging/build-static.sh" | tail -n 1)"
+fi
 GO_HELPER_BIN="${GO_HELPER_BIN:-/usr/bin/docker-credential-ecr-login}"
 WARM_RUNS="${BENCH_WARM_RUNS:-300}"
 COLD_RUNS="${BENCH_COLD_RUNS:-30}"
