@@ -253,6 +253,91 @@ pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Tok
     Token::from_authorization(&b64, proxy, now, expires).map_err(|e| FetchError::BadAnswer(e.to_string()))
 }
 
+/// Temporary credentials from STS (AssumeRoleWithWebIdentity). `Debug` never shows the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TemporaryCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl fmt::Debug for TemporaryCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemporaryCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// STS AssumeRoleWithWebIdentity in `region` with `web_identity_token` (e.g. a Kubernetes
+/// service account token). The call is unsigned: no other credentials are loaded or used.
+pub async fn assume_role_with_web_identity(
+    region: &str,
+    role_arn: &str,
+    session_name: &str,
+    web_identity_token: &str,
+) -> Result<TemporaryCredentials, FetchError> {
+    let cfg = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts())
+        .no_credentials()
+        .load()
+        .await;
+    let out = aws_sdk_sts::Client::new(&cfg)
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .web_identity_token(web_identity_token)
+        .send()
+        .await
+        .map_err(|e| match sdk_error("STS", e) {
+            FetchError::Service { service, code, message, .. } => {
+                let hint = match code.as_str() {
+                    "AccessDenied" | "AccessDeniedException" => "the role's trust policy must allow sts:AssumeRoleWithWebIdentity for this service account through the cluster's OIDC provider",
+                    "InvalidIdentityToken" | "IDPRejectedClaim" => "STS did not accept the service account token: check the IAM OIDC provider and the token audience (tokenAttributes.serviceAccountTokenAudience)",
+                    "ExpiredTokenException" | "ExpiredToken" => "the service account token has expired",
+                    c if is_throttle(c) => "AWS is throttling STS requests; try again shortly",
+                    _ => "",
+                };
+                FetchError::Service { service, code, message, hint }
+            }
+            other => other,
+        })?;
+    let c = out
+        .credentials()
+        .ok_or_else(|| FetchError::BadAnswer("STS AssumeRoleWithWebIdentity returned no credentials".into()))?;
+    Ok(TemporaryCredentials {
+        access_key_id: c.access_key_id().to_string(),
+        secret_access_key: c.secret_access_key().to_string(),
+        session_token: c.session_token().to_string(),
+        expires_at: Some(c.expiration().secs()),
+    })
+}
+
+/// The SDK configuration for `region` signing with exactly these temporary credentials
+/// (endpoint overrides and the rest still come from the environment, as in [`sdk_config`]).
+pub async fn sdk_config_with_credentials(region: &str, creds: &TemporaryCredentials) -> SdkConfig {
+    let expiry = creds.expires_at.and_then(|t| u64::try_from(t).ok()).map(|t| std::time::UNIX_EPOCH + Duration::from_secs(t));
+    let credentials = aws_credential_types::Credentials::new(
+        creds.access_key_id.clone(),
+        creds.secret_access_key.clone(),
+        Some(creds.session_token.clone()),
+        expiry,
+        "web-identity",
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts())
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
