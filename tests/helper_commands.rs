@@ -48,6 +48,12 @@ fn login_for_github_actions_masks_first_and_writes_the_outputs_amazon_ecr_login_
     let written = std::fs::read_to_string(&outputs).unwrap();
     let suffix = "123456789012_dkr_ecr_us_east_1_amazonaws_com";
     assert_eq!(written, format!("registry={HOST}\ndocker_username_{suffix}=AWS\ndocker_password_{suffix}={PASSWORD}\n"));
+    // docker and containers config now send the registry to the helper, other keys untouched.
+    let docker: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(h.home().join(".docker/config.json")).unwrap()).unwrap();
+    assert_eq!(docker["credHelpers"][HOST], "ecr");
+    let containers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(h.home().join(".config/containers/auth.json")).unwrap()).unwrap();
+    assert_eq!(containers["credHelpers"][HOST], "ecr");
     // The token is now cached: the job's docker pulls are cache hits.
     let get = h.get(HOST);
     assert_eq!(get.code, 0);

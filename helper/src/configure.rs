@@ -1,10 +1,622 @@
-//! `configure`: set up docker's and containers' configuration to use this helper (being implemented).
+//! `configure`: point docker's (and containers') configuration at this helper for ECR registries.
+//!
+//! Adds `"credHelpers": {"<host>": "ecr"}` entries to `$DOCKER_CONFIG/config.json` (default
+//! `~/.docker/config.json`) and, with `--containers`, to containers' persistent auth file
+//! (`$REGISTRY_AUTH_FILE`, else `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`).
+//!
+//! Every other key and value is kept as it was, in its order (serde_json's `preserve_order`),
+//! with the file's own indentation. A file is only written when something changes: first a
+//! backup `<file>.bak` of the previous bytes, then the new content, each through a temporary
+//! file in the same folder renamed into place, with the previous file's mode (and owner, when
+//! we may). Everything that can fail (reading, parsing, creating the temporary files) happens
+//! for every file before any file is replaced, so an error leaves all of them untouched.
 
-#[derive(clap::Args, Debug)]
-pub struct ConfigureArgs {}
+use ecr_cred::registry::RegistryHost;
+use serde_json::{Map, Value};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The value docker and containers/image turn into `docker-credential-ecr`.
+const HELPER_NAME: &str = "ecr";
+const PUBLIC_HOST: &str = "public.ecr.aws";
+
+#[derive(clap::Args, Debug, Default)]
+#[command(about = "Point docker (and containers) configuration at this helper for ECR registries")]
+pub struct ConfigureArgs {
+    /// An ECR registry to send to this helper (repeatable), e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com.
+    #[arg(long = "registry", value_name = "HOST")]
+    pub registry: Vec<String>,
+    /// Also every registry this user has used or configured, and public.ecr.aws.
+    #[arg(long)]
+    pub all_known: bool,
+    /// Also containers' auth file (podman, skopeo, buildah): $REGISTRY_AUTH_FILE, else ~/.config/containers/auth.json.
+    #[arg(long)]
+    pub containers: bool,
+    /// Show what would change, as a diff; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the kubelet credential provider configuration for this helper and exit.
+    #[arg(long)]
+    pub kubelet: bool,
+}
 
 /// Returns the exit code.
-pub fn run(_args: &ConfigureArgs) -> i32 {
-    eprintln!("configure is not built yet");
-    1
+pub fn run(args: &ConfigureArgs) -> i32 {
+    if args.kubelet {
+        print!("{}", crate::kubelet::PROVIDER_CONFIG);
+        let _ = std::io::stdout().flush();
+        return 0;
+    }
+    match configure(args) {
+        Ok(report) => {
+            print!("{report}");
+            let _ = std::io::stdout().flush();
+            0
+        }
+        Err(e) => {
+            eprintln!("docker-credential-ecr configure: {e}");
+            1
+        }
+    }
+}
+
+/// Add `credHelpers` entries for `hosts` to docker's config (and containers' auth file):
+/// what `login` does for a CI job. Returns the report `configure` prints.
+pub fn add_cred_helpers(hosts: &[String], containers: bool) -> Result<String, String> {
+    configure(&ConfigureArgs { registry: hosts.to_vec(), containers, ..Default::default() })
+}
+
+fn configure(args: &ConfigureArgs) -> Result<String, String> {
+    let hosts = requested_hosts(args)?;
+    let mut targets = vec![docker_config_path()?];
+    if args.containers {
+        let p = containers_auth_path()?;
+        if !targets.contains(&p) {
+            targets.push(p);
+        }
+    }
+    // Read, check and compute every file before touching any.
+    let plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts)).collect::<Result<_, _>>()?;
+
+    let mut out = String::new();
+    if args.dry_run {
+        for p in &plans {
+            if p.changed() {
+                let old = p.old.as_ref().map(|o| String::from_utf8_lossy(&o.bytes).into_owned()).unwrap_or_default();
+                let new = String::from_utf8_lossy(&p.new_bytes);
+                let from = if p.old.is_some() { p.real.display().to_string() } else { "/dev/null".to_string() };
+                out.push_str(&unified_diff(&old, &new, &from, &p.real.display().to_string(), 3));
+            } else {
+                out.push_str(&format!("{}: already configured for {}\n", p.shown(), hosts.join(", ")));
+            }
+        }
+        out.push_str("(dry run: nothing was written)\n");
+        return Ok(out);
+    }
+
+    let mut staged = Vec::new();
+    for p in plans.iter().filter(|p| p.changed()) {
+        staged.push(Staged::prepare(p)?);
+    }
+    for s in &mut staged {
+        s.commit()?;
+    }
+    for p in &plans {
+        out.push_str(&p.summary());
+    }
+    Ok(out)
+}
+
+/// The hosts asked for: `--registry` values in the order given, then with `--all-known` the
+/// known ones and ECR Public; each once.
+fn requested_hosts(args: &ConfigureArgs) -> Result<Vec<String>, String> {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut push = |h: String| {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    };
+    for r in &args.registry {
+        push(canonical_host(r)?);
+    }
+    if args.all_known {
+        for r in crate::credentials::known_registries() {
+            push(r.host);
+        }
+        push(PUBLIC_HOST.to_string());
+    }
+    if hosts.is_empty() {
+        return Err("no registry given: pass --registry <account>.dkr.ecr.<region>.amazonaws.com (repeatable) or --all-known".into());
+    }
+    Ok(hosts)
+}
+
+/// The host as docker looks it up in `credHelpers`: lower case, no scheme, path or trailing
+/// dot; a port given is kept.
+fn canonical_host(input: &str) -> Result<String, String> {
+    let reg = RegistryHost::parse(input).ok_or_else(|| {
+        format!(
+            "{:?} is not an Amazon ECR registry (expected <account>.dkr.ecr.<region>.amazonaws.com or {PUBLIC_HOST}); nothing was changed",
+            input.trim()
+        )
+    })?;
+    let s = input.trim();
+    let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    Ok(match authority.split_once(':') {
+        Some((_, port)) => format!("{}:{port}", reg.host),
+        None => reg.host,
+    })
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+fn home() -> Result<PathBuf, String> {
+    ecr_cred::paths::home_dir().ok_or_else(|| "cannot tell this user's home folder (set HOME)".to_string())
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config_path() -> Result<PathBuf, String> {
+    let dir = match env_path("DOCKER_CONFIG") {
+        Some(d) => d,
+        None => home()?.join(".docker"),
+    };
+    Ok(dir.join("config.json"))
+}
+
+/// containers' persistent auth file: `$REGISTRY_AUTH_FILE`, else
+/// `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json` (containers-auth.json(5)).
+fn containers_auth_path() -> Result<PathBuf, String> {
+    if let Some(f) = env_path("REGISTRY_AUTH_FILE") {
+        return Ok(f);
+    }
+    let config_home = match env_path("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
+        Some(d) => d,
+        None => home()?.join(".config"),
+    };
+    Ok(config_home.join("containers").join("auth.json"))
+}
+
+/// The file as it was.
+struct Old {
+    bytes: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// What one file gets.
+struct Plan {
+    /// The path as configured.
+    path: PathBuf,
+    /// The file actually written (a symlink's target: the link itself is kept).
+    real: PathBuf,
+    old: Option<Old>,
+    new_bytes: Vec<u8>,
+    added: Vec<String>,
+    /// Host and the helper it named before.
+    replaced: Vec<(String, String)>,
+    already: Vec<String>,
+}
+
+impl Plan {
+    fn make(path: PathBuf, hosts: &[String]) -> Result<Plan, String> {
+        let fail = |p: &Path, what: String| format!("{}: {what}; nothing was changed", p.display());
+        let real = match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(&path)
+                .map_err(|e| fail(&path, format!("is a symbolic link that cannot be followed ({e})")))?,
+            _ => path.clone(),
+        };
+        let old = match fs::metadata(&real) {
+            Ok(meta) => {
+                if !meta.is_file() {
+                    return Err(fail(&real, "is not a regular file".into()));
+                }
+                let bytes = fs::read(&real).map_err(|e| fail(&real, format!("cannot be read ({e})")))?;
+                Some(Old { bytes, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(&real, format!("cannot be read ({e})"))),
+        };
+
+        let text = match &old {
+            Some(o) => std::str::from_utf8(&o.bytes).map_err(|e| fail(&real, format!("is not UTF-8 text ({e})")))?,
+            None => "",
+        };
+        // Docker reads an empty file as an empty configuration.
+        let mut config = if text.trim().is_empty() {
+            Map::new()
+        } else {
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => m,
+                Ok(other) => return Err(fail(&real, format!("holds a JSON {}, not an object", kind(&other)))),
+                Err(e) => return Err(fail(&real, format!("is not valid JSON ({e})"))),
+            }
+        };
+
+        let helpers = config.entry("credHelpers").or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(helpers) = helpers else {
+            return Err(fail(&real, format!("\"credHelpers\" is a JSON {}, not an object", kind(helpers))));
+        };
+        let (mut added, mut replaced, mut already) = (Vec::new(), Vec::new(), Vec::new());
+        for h in hosts {
+            match helpers.get(h) {
+                Some(Value::String(s)) if s == HELPER_NAME => already.push(h.clone()),
+                Some(other) => replaced.push((h.clone(), other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string()))),
+                None => added.push(h.clone()),
+            }
+            helpers.insert(h.clone(), Value::String(HELPER_NAME.into()));
+        }
+
+        let new_bytes = if added.is_empty() && replaced.is_empty() {
+            old.as_ref().map(|o| o.bytes.clone()).unwrap_or_default()
+        } else {
+            let indent = indent_of(text);
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&Value::Object(config), &mut ser).map_err(|e| fail(&real, e.to_string()))?;
+            // Keep the file's final newline (docker writes none); a new file gets one.
+            if text.trim().is_empty() || text.ends_with('\n') {
+                buf.push(b'\n');
+            }
+            buf
+        };
+        Ok(Plan { path, real, old, new_bytes, added, replaced, already })
+    }
+
+    fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.replaced.is_empty()
+    }
+
+    fn backup_path(&self) -> PathBuf {
+        sibling(&self.real, ".bak")
+    }
+
+    /// The file for messages: the path, and where a symlink leads.
+    fn shown(&self) -> String {
+        if self.real == self.path {
+            self.path.display().to_string()
+        } else {
+            format!("{} (-> {})", self.path.display(), self.real.display())
+        }
+    }
+
+    fn summary(&self) -> String {
+        let mut s = String::new();
+        if !self.changed() {
+            s.push_str(&format!("{}: already configured for {}\n", self.shown(), self.already.join(", ")));
+            return s;
+        }
+        match &self.old {
+            Some(_) => s.push_str(&format!(
+                "updated {} (previous content saved as {})\n",
+                self.shown(),
+                self.backup_path().display()
+            )),
+            None => s.push_str(&format!("created {}\n", self.shown())),
+        }
+        for h in &self.added {
+            s.push_str(&format!("  added    {h}: {HELPER_NAME}\n"));
+        }
+        for (h, before) in &self.replaced {
+            s.push_str(&format!("  replaced {h}: {before:?} -> {HELPER_NAME:?}\n"));
+        }
+        for h in &self.already {
+            s.push_str(&format!("  kept     {h}: {HELPER_NAME} (already configured)\n"));
+        }
+        s
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The indentation of the first indented member line (one level deep); a tab, as docker
+/// writes, when there is none.
+fn indent_of(text: &str) -> Vec<u8> {
+    for line in text.lines().skip(1) {
+        let ws: &str = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+        if !ws.is_empty() && line.trim_start().starts_with('"') {
+            return ws.as_bytes().to_vec();
+        }
+    }
+    b"\t".to_vec()
+}
+
+/// `<path><suffix>` (same folder).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// A temporary file beside `dest` holding `bytes`, with `mode` (and the owner, when allowed).
+fn write_temp(dest: &Path, tag: &str, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<PathBuf> {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{name}{tag}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?; // create_new: never through a link
+    let result = (|| {
+        f.write_all(bytes)?;
+        if let Some((uid, gid)) = owner {
+            let meta = f.metadata()?;
+            if meta.uid() != uid || meta.gid() != gid {
+                // Only root may give a file away; anyone else keeps the file as theirs.
+                let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
+            }
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// One file's new content and backup, written beside it and not yet renamed into place.
+/// Dropped uncommitted, it removes its temporary files and the folders it created.
+struct Staged {
+    dest: PathBuf,
+    new_tmp: Option<PathBuf>,
+    backup: Option<(PathBuf, PathBuf)>,
+    backup_existed: bool,
+    created_dirs: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl Staged {
+    fn prepare(plan: &Plan) -> Result<Staged, String> {
+        let dest = plan.real.clone();
+        let fail = |what: String| format!("{}: {what}; nothing was changed", dest.display());
+        let mut s = Staged {
+            dest: dest.clone(),
+            new_tmp: None,
+            backup: None,
+            backup_existed: false,
+            created_dirs: Vec::new(),
+            committed: false,
+        };
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        match &plan.old {
+            Some(old) => {
+                // A file made read-only is meant to stay as it is, even for root.
+                if old.mode & 0o222 == 0 {
+                    return Err(fail(format!("is read-only (mode {:04o})", old.mode & 0o777)));
+                }
+                // Opening for writing (without truncating) changes nothing; it fails for a file
+                // we may not write or one marked immutable.
+                OpenOptions::new().write(true).open(&dest).map_err(|e| fail(format!("is not writable ({e})")))?;
+                let bak = plan.backup_path();
+                s.backup_existed = fs::symlink_metadata(&bak).is_ok();
+                let owner = Some((old.uid, old.gid));
+                let tmp = write_temp(&dest, ".bak", &old.bytes, old.mode, owner)
+                    .map_err(|e| fail(format!("cannot write a backup in {} ({e})", dir.display())))?;
+                s.backup = Some((tmp, bak));
+                let tmp = write_temp(&dest, "", &plan.new_bytes, old.mode, owner)
+                    .map_err(|e| fail(format!("cannot write in {} ({e})", dir.display())))?;
+                s.new_tmp = Some(tmp);
+            }
+            None => {
+                s.created_dirs = create_dirs(&dir).map_err(|e| fail(format!("cannot create folder {} ({e})", dir.display())))?;
+                let tmp = write_temp(&dest, "", &plan.new_bytes, 0o600, None)
+                    .map_err(|e| fail(format!("cannot write in {} ({e})", dir.display())))?;
+                s.new_tmp = Some(tmp);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Rename the backup, then the new content, into place.
+    fn commit(&mut self) -> Result<(), String> {
+        let fail = |what: String| format!("{}: {what}", self.dest.display());
+        if let Some((tmp, bak)) = &self.backup {
+            fs::rename(tmp, bak).map_err(|e| fail(format!("cannot save the backup {} ({e}); nothing was changed", bak.display())))?;
+        }
+        let tmp = self.new_tmp.as_ref().expect("staged content");
+        if let Err(e) = fs::rename(tmp, &self.dest) {
+            if let (Some((_, bak)), false) = (&self.backup, self.backup_existed) {
+                let _ = fs::remove_file(bak);
+            }
+            return Err(fail(format!("cannot be replaced ({e}); nothing was changed")));
+        }
+        self.committed = true;
+        if let Some(dir) = self.dest.parent() {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = &self.backup {
+            let _ = fs::remove_file(tmp);
+        }
+        if let Some(tmp) = &self.new_tmp {
+            let _ = fs::remove_file(tmp);
+        }
+        if !self.committed {
+            for d in self.created_dirs.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// Create `dir` and its missing parents, each 0700; returns those created, outermost first.
+fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+        if fs::symlink_metadata(p).is_ok() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        d = p.parent();
+    }
+    let mut created = Vec::new();
+    for p in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => created.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                for c in created.iter().rev() {
+                    let _ = fs::remove_dir(c);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(created)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Same,
+    Del,
+    Add,
+}
+
+/// A unified diff of two texts (lines compared with their line ends), `ctx` lines of context.
+fn unified_diff(old: &str, new: &str, from: &str, to: &str, ctx: usize) -> String {
+    let a: Vec<&str> = old.split_inclusive('\n').collect();
+    let b: Vec<&str> = new.split_inclusive('\n').collect();
+    let ops = diff_lines(&a, &b);
+    let mut out = format!("--- {from}\n+++ {to}\n");
+    // Positions in `ops` of changes, grouped into hunks.
+    let changes: Vec<usize> = ops.iter().enumerate().filter(|(_, (op, _))| *op != Op::Same).map(|(i, _)| i).collect();
+    let mut i = 0;
+    while i < changes.len() {
+        let mut j = i;
+        while j + 1 < changes.len() && changes[j + 1] - changes[j] <= 2 * ctx + 1 {
+            j += 1;
+        }
+        let start = changes[i].saturating_sub(ctx);
+        let end = (changes[j] + ctx + 1).min(ops.len());
+        // Line numbers before the hunk.
+        let (mut old_no, mut new_no) = (0usize, 0usize);
+        for (op, _) in &ops[..start] {
+            match op {
+                Op::Same => {
+                    old_no += 1;
+                    new_no += 1;
+                }
+                Op::Del => old_no += 1,
+                Op::Add => new_no += 1,
+            }
+        }
+        let old_len = ops[start..end].iter().filter(|(op, _)| *op != Op::Add).count();
+        let new_len = ops[start..end].iter().filter(|(op, _)| *op != Op::Del).count();
+        let first = |no: usize, len: usize| if len == 0 { no } else { no + 1 };
+        out.push_str(&format!("@@ -{},{} +{},{} @@\n", first(old_no, old_len), old_len, first(new_no, new_len), new_len));
+        for (op, line) in &ops[start..end] {
+            let sign = match op {
+                Op::Same => ' ',
+                Op::Del => '-',
+                Op::Add => '+',
+            };
+            out.push(sign);
+            match line.strip_suffix('\n') {
+                Some(l) => {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                None => {
+                    out.push_str(line);
+                    out.push_str("\n\\ No newline at end of file\n");
+                }
+            }
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// The edit script from `a` to `b`: common prefix and suffix, a longest common subsequence
+/// of the middle (or, when that would be too large to compute, all of it replaced).
+fn diff_lines<'t>(a: &[&'t str], b: &[&'t str]) -> Vec<(Op, &'t str)> {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let (ma, mb) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let mut ops: Vec<(Op, &str)> = a[..prefix].iter().map(|l| (Op::Same, *l)).collect();
+    if ma.len().saturating_mul(mb.len()) <= 4_000_000 {
+        // lcs[i][j]: LCS length of ma[i..] and mb[j..].
+        let w = mb.len() + 1;
+        let mut lcs = vec![0u32; (ma.len() + 1) * w];
+        for i in (0..ma.len()).rev() {
+            for j in (0..mb.len()).rev() {
+                lcs[i * w + j] = if ma[i] == mb[j] { lcs[(i + 1) * w + j + 1] + 1 } else { lcs[(i + 1) * w + j].max(lcs[i * w + j + 1]) };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < ma.len() && j < mb.len() {
+            if ma[i] == mb[j] {
+                ops.push((Op::Same, ma[i]));
+                i += 1;
+                j += 1;
+            } else if lcs[(i + 1) * w + j] >= lcs[i * w + j + 1] {
+                ops.push((Op::Del, ma[i]));
+                i += 1;
+            } else {
+                ops.push((Op::Add, mb[j]));
+                j += 1;
+            }
+        }
+        ops.extend(ma[i..].iter().map(|l| (Op::Del, *l)));
+        ops.extend(mb[j..].iter().map(|l| (Op::Add, *l)));
+    } else {
+        ops.extend(ma.iter().map(|l| (Op::Del, *l)));
+        ops.extend(mb.iter().map(|l| (Op::Add, *l)));
+    }
+    ops.extend(a[a.len() - suffix..].iter().map(|l| (Op::Same, *l)));
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_canonical_and_keep_ports() {
+        assert_eq!(canonical_host("https://123456789012.DKR.ecr.us-east-1.amazonaws.com/v2/").unwrap(), "123456789012.dkr.ecr.us-east-1.amazonaws.com");
+        assert_eq!(canonical_host("123456789012.dkr.ecr.us-east-1.amazonaws.com:5443").unwrap(), "123456789012.dkr.ecr.us-east-1.amazonaws.com:5443");
+        assert_eq!(canonical_host("public.ecr.aws").unwrap(), "public.ecr.aws");
+        assert!(canonical_host("docker.io").unwrap_err().contains("docker.io"));
+    }
+
+    #[test]
+    fn diff_shows_only_the_change() {
+        let old = "{\n\t\"a\": 1,\n\t\"b\": 2\n}";
+        let new = "{\n\t\"a\": 1,\n\t\"b\": 2,\n\t\"c\": 3\n}\n";
+        let d = unified_diff(old, new, "x", "x", 3);
+        assert!(d.starts_with("--- x\n+++ x\n@@ -1,4 +1,5 @@\n"), "{d}");
+        assert!(d.contains("\n \t\"a\": 1,\n-\t\"b\": 2\n-}\n\\ No newline at end of file\n"), "{d}");
+        assert!(d.ends_with("\n+\t\"b\": 2,\n+\t\"c\": 3\n+}\n"), "{d}");
+        assert_eq!(unified_diff("", "{}\n", "/dev/null", "y", 3), "--- /dev/null\n+++ y\n@@ -0,0 +1,1 @@\n+{}\n");
+    }
+
+    #[test]
+    fn indentation_is_detected() {
+        assert_eq!(indent_of("{\n    \"a\": 1\n}"), b"    ");
+        assert_eq!(indent_of("{\"a\":1}"), b"\t");
+    }
 }

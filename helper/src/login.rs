@@ -1,7 +1,9 @@
 //! Commands for scripts and CI: `get-login-password` prints a registry's password alone (for
 //! `docker login --password-stdin`, `helm registry login`, `oras login`), and `login` prepares
-//! a CI job: fetches each registry's token (warming the cache or broker) and, for GitHub
-//! Actions, masks the passwords and writes the step outputs aws-actions/amazon-ecr-login writes.
+//! a CI job without `docker login`: fetches each registry's token (warming the cache or
+//! broker), points the job's docker and containers config at this helper for those registries,
+//! and, for GitHub Actions, masks the passwords and writes the step outputs
+//! aws-actions/amazon-ecr-login writes.
 
 use crate::credentials;
 use ecr_cred::registry::RegistryHost;
@@ -23,6 +25,9 @@ pub struct LoginArgs {
     /// `registry`, `docker_username_<registry>` and `docker_password_<registry>` to $GITHUB_OUTPUT.
     #[arg(long)]
     pub github_actions: bool,
+    /// Only fetch the tokens; leave docker's and containers' config alone.
+    #[arg(long)]
+    pub no_configure: bool,
 }
 
 fn parse(host: &str) -> Result<RegistryHost, String> {
@@ -71,6 +76,16 @@ pub fn login(args: &LoginArgs) -> i32 {
             }
         }
     }
+    if !args.no_configure {
+        let hosts: Vec<String> = args.registries.iter().map(|h| h.trim().to_string()).collect();
+        match crate::configure::add_cred_helpers(&hosts, true) {
+            Ok(report) => eprint!("{report}"),
+            Err(e) => {
+                eprintln!("docker-credential-ecr login: {e}");
+                return 1;
+            }
+        }
+    }
     if args.github_actions {
         if let Err(e) = github_outputs(&done) {
             eprintln!("docker-credential-ecr login: {e}");
@@ -80,7 +95,7 @@ pub fn login(args: &LoginArgs) -> i32 {
     let now = now_unix();
     for (r, t) in &done {
         let hours = (t.expires_at - now) as f64 / 3600.0;
-        eprintln!("{}: token ready, valid for {hours:.1} h; docker, podman, skopeo and buildah get it through the credential helper", r.host);
+        eprintln!("{}: token ready, valid for {hours:.1} h", r.host);
     }
     0
 }

@@ -57,7 +57,7 @@ enum Action {
 /// One line for a command-line mistake.
 fn usage_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ErrorKind};
-    const ACTIONS: &str = "get, store, erase, list or version (see --help)";
+    const ACTIONS: &str = "get, store, erase, list, version, configure, get-login-password, login, status or kubelet (see --help)";
     match e.kind() {
         ErrorKind::InvalidSubcommand => {
             let what = e.get(ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
