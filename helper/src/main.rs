@@ -7,6 +7,7 @@
 mod broker_client;
 mod configure;
 mod credentials;
+mod keychain;
 mod kubelet;
 mod login;
 mod protocol;

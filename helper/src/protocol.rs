@@ -3,8 +3,9 @@
 //! Each action reads its input from stdin and answers on stdout. Failure is one line on
 //! stdout and exit status 1; the exact text `credentials not found in native keychain` means
 //! "not a registry I serve", and clients fall back to anonymous access on it, so it is only
-//! ever used for hosts that are not ECR registries. Where tokens come from is not this
-//! module's business: it asks [`crate::credentials`].
+//! used for hosts this helper holds nothing for. Where tokens come from is not this module's
+//! business: it asks [`crate::credentials`]; other registries' credentials, stored when this
+//! helper is a user's `credsStore`, live in the OS keyring ([`crate::keychain`]).
 
 use crate::credentials;
 use ecr_cred::registry::RegistryHost;
@@ -43,6 +44,10 @@ struct Credentials<'a> {
 struct StoreRequest {
     #[serde(rename = "ServerURL")]
     server_url: String,
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
 }
 
 /// Read all of stdin, refusing more than [`MAX_INPUT`] bytes and anything that is not UTF-8.
@@ -65,45 +70,72 @@ pub fn get(input: &str) -> Result<String, Failure> {
     if server_url.is_empty() {
         return Err(Failure::new("no credentials server URL"));
     }
-    let registry = RegistryHost::parse(server_url).ok_or_else(|| Failure::new(NOT_FOUND))?;
+    let Some(registry) = RegistryHost::parse(server_url) else {
+        return match crate::keychain::get(server_url) {
+            Ok(Some((username, secret))) => {
+                Ok(serde_json::to_string(&Credentials { server_url, username: &username, secret: &secret }).expect("serializes"))
+            }
+            Ok(None) => Err(Failure::new(NOT_FOUND)),
+            Err(e) => {
+                tracing::debug!("keyring lookup for {server_url} failed: {e}");
+                Err(Failure::new(NOT_FOUND))
+            }
+        };
+    };
     let token = credentials::token_for(&registry).map_err(|e| Failure::new(format!("ecr: {}: {e}", registry.host)))?;
     let body = Credentials { server_url, username: &token.username, secret: &token.password };
     Ok(serde_json::to_string(&body).expect("credentials serialize"))
 }
 
-/// `store`: accepted and ignored for ECR registries (their credentials are always fetched
-/// fresh), so `docker login` to one works. Other registries are refused unless
-/// `AWS_ECR_IGNORE_CREDS_STORAGE` asks to ignore them too, as the Go helper does.
+/// Whether `store`/`erase` for this server is accepted without doing anything: ECR registries
+/// (their credentials are always fetched fresh, so `docker login` and `docker logout` work),
+/// and every registry when `AWS_ECR_IGNORE_CREDS_STORAGE` says so, as with the Go helper.
+fn storage_ignored(server_url: &str) -> bool {
+    RegistryHost::parse(server_url).is_some() || ecr_cred::paths::env_flag("AWS_ECR_IGNORE_CREDS_STORAGE")
+}
+
+/// `store`: other registries' credentials go to the OS keyring.
 pub fn store(input: &str) -> Result<String, Failure> {
     let req: StoreRequest = serde_json::from_str(input.trim())
         .map_err(|_| Failure::new("store expects JSON credentials {\"ServerURL\",\"Username\",\"Secret\"} on standard input"))?;
-    accept_or_refuse_storage(&req.server_url, "store")
+    let server_url = req.server_url.trim();
+    if server_url.is_empty() {
+        return Err(Failure::new("no credentials server URL"));
+    }
+    if storage_ignored(server_url) {
+        return Ok(String::new());
+    }
+    crate::keychain::store(server_url, &req.username, &req.secret).map_err(|e| Failure::new(format!("store {server_url}: {e}")))?;
+    Ok(String::new())
 }
 
-/// `erase`: like `store`, so `docker logout` works. Cached tokens stay: they are the AWS
-/// identity's, not the login's, and the next `get` would fetch the same again.
+/// `erase`: removes another registry's credentials from the OS keyring. Cached ECR tokens
+/// stay: they are the AWS identity's, not the login's.
 pub fn erase(input: &str) -> Result<String, Failure> {
     let server_url = input.trim();
     if server_url.is_empty() {
         return Err(Failure::new("no credentials server URL"));
     }
-    accept_or_refuse_storage(server_url, "erase")
-}
-
-fn accept_or_refuse_storage(server_url: &str, action: &str) -> Result<String, Failure> {
-    if RegistryHost::parse(server_url).is_some() || ecr_cred::paths::env_flag("AWS_ECR_IGNORE_CREDS_STORAGE") {
+    if storage_ignored(server_url) {
         return Ok(String::new());
     }
-    Err(Failure::new(format!(
-        "{action}: this helper keeps no credentials for registries other than Amazon ECR (set AWS_ECR_IGNORE_CREDS_STORAGE=true to ignore such requests)"
-    )))
+    match crate::keychain::erase(server_url) {
+        Ok(true) => Ok(String::new()),
+        Ok(false) => Err(Failure::new(NOT_FOUND)),
+        Err(e) => Err(Failure::new(format!("erase {server_url}: {e}"))),
+    }
 }
 
-/// `list`: the ECR registries this user has asked for or configured, `{"https://host":"AWS"}`.
+/// `list`: the ECR registries this user has asked for or configured, `{"https://host":"AWS"}`,
+/// and the other registries stored in the keyring with their user names.
 pub fn list() -> Result<String, Failure> {
-    let hosts = credentials::known_registries();
-    let map: serde_json::Map<String, serde_json::Value> =
-        hosts.into_iter().map(|r| (r.server_url(), serde_json::Value::String("AWS".into()))).collect();
+    let mut map: serde_json::Map<String, serde_json::Value> = crate::keychain::list()
+        .into_iter()
+        .map(|(url, user)| (url, serde_json::Value::String(user)))
+        .collect();
+    for r in credentials::known_registries() {
+        map.insert(r.server_url(), serde_json::Value::String("AWS".into()));
+    }
     Ok(serde_json::Value::Object(map).to_string())
 }
 
@@ -141,15 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn store_and_erase_accept_ecr_hosts_and_refuse_others() {
+    fn store_and_erase_of_ecr_hosts_succeed_without_storing() {
         let ecr = r#"{"ServerURL":"123456789012.dkr.ecr.us-east-1.amazonaws.com","Username":"AWS","Secret":"x"}"#;
         assert_eq!(store(ecr).unwrap(), "");
         assert_eq!(erase("https://123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap(), "");
-        let other = r#"{"ServerURL":"ghcr.io","Username":"u","Secret":"topsecret"}"#;
-        let err = store(other).unwrap_err().0;
-        assert!(err.contains("AWS_ECR_IGNORE_CREDS_STORAGE"));
-        assert!(!err.contains("topsecret"));
-        assert!(erase("ghcr.io").is_err());
     }
 
     #[test]
