@@ -5,6 +5,7 @@
 #   2. cargo build --release    once; every later step reuses target/release
 #   3. cargo test --release     unit tests, helper and broker integration tests
 #   4. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
+#   5. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
 # Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +26,9 @@ cargo build --release --workspace --locked
 
 step "unit and integration tests"
 cargo test --release --workspace --locked
+
+step "packaging"
+tests/packaging.sh
 
 step "end-to-end matrix"
 HELPER_BIN="$REPO/target/release/docker-credential-ecr" BROKER_BIN="$REPO/target/release/ecr-broker" tests/e2e/run.sh

@@ -294,11 +294,12 @@ fn supplementary_groups(uid: u32) -> Vec<u32> {
         if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
             return Vec::new();
         }
+        // gid_t on Linux, c_int on macOS: the same size, so the casts are exact.
         let mut n: libc::c_int = 64;
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        if libc::getgrouplist(pwd.pw_name, pwd.pw_gid, groups.as_mut_ptr(), &mut n) < 0 {
+        let mut groups = vec![0u32; n as usize];
+        if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
             groups.resize(n.max(0) as usize, 0);
-            if libc::getgrouplist(pwd.pw_name, pwd.pw_gid, groups.as_mut_ptr(), &mut n) < 0 {
+            if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
                 return Vec::new();
             }
         }

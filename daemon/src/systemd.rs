@@ -25,14 +25,23 @@ pub fn notify(state: &str) {
         Ok(s) => s,
         Err(_) => return,
     };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), std::path::Path::new(&path))
-    };
+    let result = send(&sock, &path, state);
     if let Err(e) = result {
         tracing::debug!("sd_notify failed: {e}");
     }
+}
+
+/// `@name` is an abstract socket (Linux only); anything else a path.
+#[cfg(target_os = "linux")]
+fn send(sock: &std::os::unix::net::UnixDatagram, path: &std::ffi::OsStr, state: &str) -> std::io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    match path.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a)),
+        None => sock.send_to(state.as_bytes(), std::path::Path::new(path)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send(sock: &std::os::unix::net::UnixDatagram, path: &std::ffi::OsStr, state: &str) -> std::io::Result<usize> {
+    sock.send_to(state.as_bytes(), std::path::Path::new(path))
 }

@@ -1,0 +1,835 @@
+#!/usr/bin/env bash
+# tests/packaging.sh: checks of everything under packaging/ that can be checked on Linux
+# without a container engine, a cluster or a Mac.
+#
+#   systemd   `systemd-analyze verify` of the system and user units (on copies whose
+#             ExecStart names the freshly built target/release/ecr-broker: verify checks
+#             that the command exists and is executable, and /usr/bin/ecr-broker is not
+#             installed here), the directives the units promise, the sysusers entry (in a
+#             temporary root), and the broker started the way systemd starts it: socket
+#             activation through systemd-socket-activate, READY=1/STOPPING=1 on a
+#             NOTIFY_SOCKET, SIGHUP reload, SIGTERM exit 0; and under strace, that the
+#             syscalls and socket families it uses pass the unit's filters.
+#   config    `ecr-broker --check-config` on packaging/config.toml, on the same file with
+#             every commented example switched on, and on the Kubernetes ConfigMap's.
+#   .deb      `cargo build --release --workspace`, `cargo deb -p ecr-broker --no-build`, the
+#             control data, the exact file list and modes, conffiles and maintainer scripts,
+#             then the package unpacked (dpkg-deb -x) into a temporary root and its binaries
+#             run from there: `docker-credential-ecr version`, `get` of a non-ECR host, and
+#             the ecr-credential-provider symlink (dispatch by name: `{}` on stdin must fail
+#             with an error on stderr).
+#   .rpm      `cargo generate-rpm -p daemon`: file list and modes, config, requires, and
+#             that the scriptlets are packaging/rpm/*.sh (rpm -qp).
+#   k8s/helm  every YAML parsed (python3-yaml) and the fields that matter checked with a
+#             small Python script; `kubectl kustomize` when kubectl is there; `helm lint` and
+#             `helm template` when helm is there (Debian 12 has no helm package), else static
+#             checks of the chart (values referenced by templates exist, blocks balance).
+#   other     the Dockerfile's stages and paths, the launchd plist (plistlib), the Homebrew
+#             formula (`ruby -c`), and that docs/install.md quotes error texts that the
+#             sources still print.
+#
+# Not checked here: `docker build` (no engine), a real cluster, macOS, installing the .deb
+# with dpkg --root (its maintainer scripts would act on this host's systemd), the units
+# under a running systemd (none runs as PID 1 in CI containers).
+#
+# Tools missing are installed (apt: systemd, strace, python3-yaml, ruby, rpm; cargo: cargo-deb,
+# cargo-generate-rpm);
+# a tool that still cannot be had fails the run. Last line: "N passed, N failed"; exit status
+# 1 on any failure. Run as root from anywhere: tests/packaging.sh
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PKG="$REPO/packaging"
+BIN="$REPO/target/release"
+PY=/usr/bin/python3
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ecr-packaging.XXXXXX")"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PASSED=0
+FAILED=0
+FAILURES=()
+
+die() { echo "tests/packaging.sh: $*" >&2; exit 2; }
+
+# check NAME FUNCTION [ARGS...]: run FUNCTION with `set -e` in a subshell, its output in a log
+# shown only on failure.
+check() {
+  local name="$1" log="$WORK/log.$((PASSED + FAILED))"
+  shift
+  set +e
+  ( set -e; "$@" ) >"$log" 2>&1
+  local rc=$?
+  set -e
+  if [ "$rc" -eq 0 ]; then
+    PASSED=$((PASSED + 1))
+    printf 'ok    %s\n' "$name"
+  else
+    FAILED=$((FAILED + 1))
+    FAILURES+=("$name")
+    printf 'FAIL  %s\n' "$name"
+    sed 's/^/      /' "$log" | tail -n 40
+  fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install $*"; fi
+  if [ "$APT_UPDATED" -eq 0 ]; then apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+need_cmd() { # need_cmd COMMAND APT-PACKAGE
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+  command -v "$1" >/dev/null 2>&1 || die "$1 is missing and apt package $2 did not provide it"
+}
+
+need_cmd systemd-analyze systemd
+need_cmd systemd-socket-activate systemd
+need_cmd systemd-sysusers systemd
+need_cmd strace strace
+need_cmd dpkg-deb dpkg
+need_cmd ruby ruby
+need_cmd cargo cargo
+[ -x "$PY" ] || apt_install python3
+"$PY" -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+"$PY" -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml even after installing python3-yaml"
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "installing cargo-deb (cargo install --locked cargo-deb)"
+  cargo install --locked --quiet cargo-deb
+fi
+cargo deb --version >/dev/null 2>&1 || die "cargo deb is not available after cargo install cargo-deb"
+if ! cargo generate-rpm --version >/dev/null 2>&1; then
+  echo "installing cargo-generate-rpm (cargo install --locked cargo-generate-rpm)"
+  cargo install --locked --quiet cargo-generate-rpm
+fi
+cargo generate-rpm --version >/dev/null 2>&1 || die "cargo generate-rpm is not available after cargo install cargo-generate-rpm"
+need_cmd rpm rpm
+
+echo "== building (cargo build --release --workspace)"
+cargo build --release --workspace --locked
+[ -x "$BIN/ecr-broker" ] && [ -x "$BIN/docker-credential-ecr" ] || die "release binaries missing in $BIN"
+VERSION="$(cargo metadata --no-deps --format-version 1 --locked | "$PY" -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="ecr-broker"))')"
+
+# A small HTTP GET over a Unix socket (the image has no curl; here we just avoid needing it).
+cat >"$WORK/uget.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(("GET %s HTTP/1.1\r\nHost: ecr-broker\r\nConnection: close\r\n\r\n" % sys.argv[2]).encode())
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+sys.stdout.write(body.decode())
+EOF
+
+# ---------------------------------------------------------------------------------------
+# systemd
+# ---------------------------------------------------------------------------------------
+# verify_units DIR SCOPE: copy the units, point ExecStart at the built binary, verify; any
+# message at all (unknown key, bad value, missing command) is a failure.
+verify_units() {
+  local src="$1" scope="$2" dir out
+  dir="$(mktemp -d "$WORK/units.XXXX")"
+  cp "$src"/ecr-broker.socket "$src"/ecr-broker.service "$dir/"
+  sed -i "s|/usr/bin/ecr-broker|$BIN/ecr-broker|g" "$dir/ecr-broker.service"
+  grep -q "^ExecStart=$BIN/ecr-broker" "$dir/ecr-broker.service"
+  if [ "$scope" = user ]; then
+    local rt; rt="$(mktemp -d "$WORK/xdg.XXXX")"; chmod 700 "$rt"
+    out="$(XDG_RUNTIME_DIR="$rt" systemd-analyze --user verify "$dir/ecr-broker.socket" "$dir/ecr-broker.service" 2>&1)"
+  else
+    out="$(systemd-analyze verify "$dir/ecr-broker.socket" "$dir/ecr-broker.service" 2>&1)"
+  fi
+  if [ -n "$out" ]; then echo "$out"; return 1; fi
+}
+
+# has_lines FILE LINE...: each LINE is present exactly as written.
+has_lines() {
+  local f="$1" missing=0; shift
+  for l in "$@"; do
+    grep -qxF -- "$l" "$f" || { echo "$f: missing line: $l"; missing=1; }
+  done
+  return "$missing"
+}
+
+system_units_promise() {
+  has_lines "$PKG/systemd/ecr-broker.socket" \
+    "ListenStream=/run/ecr-broker/broker.sock" "SocketMode=0660" "SocketGroup=ecr-broker" "WantedBy=sockets.target"
+  has_lines "$PKG/systemd/ecr-broker.service" \
+    "Type=notify" "User=ecr-broker" "Group=ecr-broker" "DynamicUser=no" "Requires=ecr-broker.socket" \
+    "ExecReload=/bin/kill -HUP \$MAINPID" \
+    "ProtectSystem=strict" "ProtectHome=yes" "PrivateTmp=yes" "NoNewPrivileges=yes" \
+    "CapabilityBoundingSet=" "AmbientCapabilities=" \
+    "StateDirectory=ecr-broker" "ConfigurationDirectory=ecr-broker" \
+    "ProtectKernelTunables=yes" "ProtectKernelModules=yes" "ProtectKernelLogs=yes" \
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" "SystemCallFilter=@system-service" \
+    "Also=ecr-broker.socket"
+  # Not running as root, the broker would pick its user-mode paths: all three must be given.
+  grep -q '^ExecStart=/usr/bin/ecr-broker --config /etc/ecr-broker/config.toml --socket /run/ecr-broker/broker.sock --state /var/lib/ecr-broker/state.json$' "$PKG/systemd/ecr-broker.service"
+  # SO_PEERCRED must see callers' real uids.
+  if grep -q '^PrivateUsers=yes' "$PKG/systemd/ecr-broker.service"; then echo "PrivateUsers=yes hides callers' uids"; return 1; fi
+  # A RuntimeDirectory= would delete the socket's directory whenever the service stops.
+  if grep -q '^RuntimeDirectory=' "$PKG/systemd/ecr-broker.service"; then echo "RuntimeDirectory= would remove the socket"; return 1; fi
+}
+
+user_units_promise() {
+  has_lines "$PKG/systemd/user/ecr-broker.socket" "ListenStream=%t/ecr-broker.sock" "SocketMode=0600"
+  has_lines "$PKG/systemd/user/ecr-broker.service" "Type=notify" "ExecStart=/usr/bin/ecr-broker --user" \
+    "ExecReload=/bin/kill -HUP \$MAINPID" "Requires=ecr-broker.socket"
+}
+
+sysusers_creates_user() {
+  local root="$WORK/sysusers-root"
+  mkdir -p "$root/etc"
+  systemd-sysusers --root="$root" "$PKG/sysusers.d/ecr-broker.conf"
+  grep -E '^ecr-broker:x:[0-9]+:[0-9]+:[^:]*:/var/lib/ecr-broker:/usr/sbin/nologin$' "$root/etc/passwd"
+  grep -E '^ecr-broker:x:[0-9]+:' "$root/etc/group"
+}
+
+# The broker as ecr-broker.service runs it: its ExecStart arguments (paths moved into $WORK),
+# the socket passed by socket activation, NOTIFY_SOCKET set.
+socket_activation_and_notify() {
+  local d="$WORK/activate" args
+  mkdir -p "$d"
+  cp "$PKG/config.toml" "$d/config.toml"
+  args="$(sed -n 's|^ExecStart=/usr/bin/ecr-broker ||p' "$PKG/systemd/ecr-broker.service")"
+  args="${args//\/etc\/ecr-broker\/config.toml/$d/config.toml}"
+  args="${args//\/run\/ecr-broker\/broker.sock/$d/broker.sock}"
+  args="${args//\/var\/lib\/ecr-broker\/state.json/$d/state.json}"
+  cat >"$d/notify.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+with open(sys.argv[2], "a") as out:
+    while True:
+        try:
+            msg = s.recv(4096).decode()
+        except socket.timeout:
+            break
+        out.write(msg + "\n")
+        out.flush()
+        if "STOPPING=1" in msg:
+            break
+EOF
+  "$PY" "$d/notify.py" "$d/notify.sock" "$d/notify.log" &
+  local np=$!
+  for _ in $(seq 50); do [ -S "$d/notify.sock" ] && break; sleep 0.1; done
+  # shellcheck disable=SC2086 # $args is the unit's argument list, split as systemd splits it
+  NOTIFY_SOCKET="$d/notify.sock" HOME="$d" ECR_BROKER_SOCKET=none AWS_EC2_METADATA_DISABLED=true \
+    systemd-socket-activate -l "$d/broker.sock" -E NOTIFY_SOCKET -E HOME -E AWS_EC2_METADATA_DISABLED \
+    "$BIN/ecr-broker" $args >"$d/broker.log" 2>&1 &
+  local bp=$!
+  # shellcheck disable=SC2064 # expand the pids now
+  trap "kill $bp $np 2>/dev/null || true" EXIT
+  for _ in $(seq 50); do [ -S "$d/broker.sock" ] && break; sleep 0.1; done
+  # The first connection starts the broker (systemd-socket-activate waits for it, as systemd does).
+  "$PY" "$WORK/uget.py" "$d/broker.sock" /healthz | tee "$d/health"
+  grep -q '^HTTP/1.1 200' "$d/health"
+  for _ in $(seq 50); do grep -q READY=1 "$d/notify.log" 2>/dev/null && break; sleep 0.1; done
+  grep -qx READY=1 "$d/notify.log"
+  kill -HUP "$bp"
+  for _ in $(seq 50); do grep -q 'configuration reloaded' "$d/broker.log" && break; sleep 0.1; done
+  grep -q 'configuration reloaded' "$d/broker.log"
+  "$PY" "$WORK/uget.py" "$d/broker.sock" /v1/status >"$d/status"
+  grep -q '"identities"' "$d/status"
+  kill -TERM "$bp"
+  local rc=0
+  wait "$bp" || rc=$?
+  wait "$np" || true
+  cat "$d/broker.log"
+  [ "$rc" -eq 0 ] || { echo "broker exited $rc on SIGTERM"; return 1; }
+  grep -qx STOPPING=1 "$d/notify.log"
+  # The state file is written on exit, private.
+  [ "$(stat -c %a "$d/state.json")" = 600 ]
+}
+
+# The syscall names in the filter groups given (nested @groups expanded).
+expand_filter() {
+  local seen=" " g item
+  local queue=("$@") out=()
+  while [ "${#queue[@]}" -gt 0 ]; do
+    g="${queue[0]}"; queue=("${queue[@]:1}")
+    case "$seen" in *" $g "*) continue ;; esac
+    seen="$seen$g "
+    while read -r item; do
+      case "$item" in
+        '' | '#'*) ;;
+        @*) queue+=("$item") ;;
+        *) out+=("$item") ;;
+      esac
+    done < <(systemd-analyze syscall-filter "$g" | tail -n +2)
+  done
+  printf '%s\n' "${out[@]}" | sort -u
+}
+
+# Under strace: every syscall and socket family the broker uses while starting (socket
+# activation), serving each route (a token request included, failing fast against a closed
+# local endpoint), reloading and stopping must pass the unit's SystemCallFilter= and
+# RestrictAddressFamilies=. (Paths not exercised here, e.g. a successful TLS fetch, use the
+# same network and I/O calls.)
+syscalls_within_unit_filters() {
+  local d="$WORK/strace" unit="$PKG/systemd/ecr-broker.service"
+  mkdir -p "$d"
+  cp "$PKG/config.toml" "$d/config.toml"
+  local allow deny
+  allow="$(sed -n 's/^SystemCallFilter=\([^~].*\)$/\1/p' "$unit" | tr '\n' ' ')"
+  deny="$(sed -n 's/^SystemCallFilter=~\(.*\)$/\1/p' "$unit" | tr '\n' ' ')"
+  echo "allowed: $allow; denied: $deny"
+  # shellcheck disable=SC2086 # group lists
+  expand_filter $allow >"$d/allowed"
+  # shellcheck disable=SC2086
+  if [ -n "$deny" ]; then expand_filter $deny >"$d/denied"; else : >"$d/denied"; fi
+  HOME="$d" AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=example \
+    AWS_ENDPOINT_URL=http://127.0.0.1:9 ECR_BROKER_SOCKET=none \
+    strace -f -qq -o "$d/trace" systemd-socket-activate -l "$d/broker.sock" \
+    -E HOME -E AWS_EC2_METADATA_DISABLED -E AWS_ACCESS_KEY_ID -E AWS_SECRET_ACCESS_KEY -E AWS_ENDPOINT_URL \
+    "$BIN/ecr-broker" --config "$d/config.toml" --socket "$d/broker.sock" --state "$d/state.json" >"$d/log" 2>&1 &
+  local sp=$!
+  # shellcheck disable=SC2064
+  trap "kill $sp 2>/dev/null || true" EXIT
+  for _ in $(seq 50); do [ -S "$d/broker.sock" ] && break; sleep 0.1; done
+  local path n=0
+  for path in /healthz /v1/status /metrics '/v1/token?registry=123456789012.dkr.ecr.us-east-1.amazonaws.com'; do
+    n=$((n + 1))
+    "$PY" "$WORK/uget.py" "$d/broker.sock" "$path" >"$d/answer.$n"
+    echo "$path: $(head -n 1 "$d/answer.$n")"
+  done
+  # The broker's pid (systemd-socket-activate execs it in place, under strace).
+  local bp=""
+  for _ in $(seq 50); do
+    bp="$(sed -n 's/^\([0-9]*\) *execve("[^"]*ecr-broker".*= 0$/\1/p' "$d/trace" | head -n 1)"
+    [ -n "$bp" ] && break; sleep 0.1
+  done
+  [ -n "$bp" ] || { echo "no execve of ecr-broker in the trace"; return 1; }
+  # shellcheck disable=SC2064
+  trap "kill $bp 2>/dev/null || true; sleep 1; kill $sp 2>/dev/null || true" EXIT
+  kill -HUP "$bp"
+  sleep 0.5
+  kill -TERM "$bp"
+  wait "$sp" || { echo "broker exited non-zero"; cat "$d/log"; return 1; }
+  sed -n 's/^[0-9]* *\([a-z0-9_]*\)(.*/\1/p' "$d/trace" | sort -u >"$d/used"
+  echo "$(wc -l <"$d/used") distinct syscalls used"
+  local bad=0
+  if [ -n "$(comm -23 "$d/used" "$d/allowed" | grep -vx execve)" ]; then
+    echo "used but not allowed by SystemCallFilter=$allow:"; comm -23 "$d/used" "$d/allowed" | grep -vx execve; bad=1
+  fi
+  if [ -n "$(comm -12 "$d/used" "$d/denied")" ]; then
+    echo "used but denied by SystemCallFilter=~$deny:"; comm -12 "$d/used" "$d/denied"; bad=1
+  fi
+  local families want
+  families="$(grep -o 'socket(AF_[A-Z0-9]*' "$d/trace" | sed 's/socket(//' | sort -u | tr '\n' ' ')"
+  want="$(sed -n 's/^RestrictAddressFamilies=//p' "$unit")"
+  echo "socket families used: $families (allowed: $want)"
+  for f in $families; do
+    case " $want " in *" $f "*) ;; *) echo "socket family $f is not in RestrictAddressFamilies="; bad=1 ;; esac
+  done
+  return "$bad"
+}
+
+echo "== systemd"
+check "systemd-analyze verify: system ecr-broker.socket + .service" verify_units "$PKG/systemd" system
+check "systemd-analyze verify: user ecr-broker.socket + .service" verify_units "$PKG/systemd/user" user
+check "system units: socket 0660 root:ecr-broker, notify, hardening, explicit paths" system_units_promise
+check "user units: %t/ecr-broker.sock, --user" user_units_promise
+check "sysusers.d: creates ecr-broker user and group (temporary root)" sysusers_creates_user
+check "broker as the unit runs it: socket activation, READY=1, SIGHUP, SIGTERM" socket_activation_and_notify
+check "broker's syscalls and socket families pass the unit's SystemCallFilter/RestrictAddressFamilies" syscalls_within_unit_filters
+
+# ---------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------
+config_checks() { "$BIN/ecr-broker" --check-config --config "$PKG/config.toml"; }
+
+config_examples_check() {
+  # Switch on every commented `key = value` and [table] line: the examples must be valid too.
+  sed -E 's/^# ((\[|[a-z_]+ = ).*)$/\1/' "$PKG/config.toml" >"$WORK/config-examples.toml"
+  grep -q '^\[\[rules\]\]' "$WORK/config-examples.toml"
+  grep -q '^role_arn = ' "$WORK/config-examples.toml"
+  "$BIN/ecr-broker" --check-config --config "$WORK/config-examples.toml" | tee "$WORK/cc.out"
+  grep -q '(2 identities, 1 rules)' "$WORK/cc.out"
+}
+
+echo "== configuration"
+check "ecr-broker --check-config packaging/config.toml" config_checks
+check "packaging/config.toml: every commented example is valid" config_examples_check
+
+# ---------------------------------------------------------------------------------------
+# .deb
+# ---------------------------------------------------------------------------------------
+DEB=""
+build_deb() {
+  rm -f "$REPO"/target/debian/ecr-cred_*.deb
+  cargo deb -p ecr-broker --no-build 2>&1
+  ls "$REPO"/target/debian/ecr-cred_*.deb
+}
+
+deb_control() {
+  dpkg-deb -f "$DEB" Package Version Architecture Depends | tee "$WORK/control"
+  grep -qx 'Package: ecr-cred' "$WORK/control"
+  grep -q "^Version: $VERSION-" "$WORK/control"
+  grep -q '^Depends: .*systemd' "$WORK/control"
+  rm -rf "$WORK/ctrl"
+  dpkg-deb -e "$DEB" "$WORK/ctrl"
+  grep -qx /etc/ecr-broker/config.toml "$WORK/ctrl/conffiles"
+  # The user (for the socket's group) before the units are enabled and started.
+  local su en st
+  su="$(grep -n 'systemd-sysusers' "$WORK/ctrl/postinst" | head -1 | cut -d: -f1)"
+  en="$(grep -n 'deb-systemd-helper enable ecr-broker.socket' "$WORK/ctrl/postinst" | head -1 | cut -d: -f1)"
+  st="$(grep -n 'deb-systemd-invoke .*ecr-broker.socket' "$WORK/ctrl/postinst" | head -1 | cut -d: -f1)"
+  echo "postinst lines: sysusers $su, enable $en, start $st"
+  if ! { [ -n "$su" ] && [ -n "$en" ] && [ -n "$st" ] && [ "$su" -lt "$en" ] && [ "$en" -lt "$st" ]; }; then
+    echo "postinst must create the user, then enable, then start"; return 1
+  fi
+  grep -q 'ecr-broker.conf' "$WORK/ctrl/postinst"
+  grep -q 'deb-systemd-invoke stop ecr-broker.service ecr-broker.socket' "$WORK/ctrl/prerm"
+  grep -q 'deb-systemd-helper purge' "$WORK/ctrl/postrm"
+  for s in postinst prerm postrm; do sh -n "$WORK/ctrl/$s"; done
+}
+
+deb_file_list() {
+  # "mode owner path[ -> target]" for every file and link (directories left out).
+  dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { line = $1 " " $2; for (i = 6; i <= NF; i++) line = line " " $i; print line }' \
+    | sed 's| \./| /|' | sort >"$WORK/files.got"
+  sort >"$WORK/files.want" <<'EOF'
+-rwxr-xr-x 0/0 /usr/bin/docker-credential-ecr
+-rwxr-xr-x 0/0 /usr/bin/ecr-broker
+lrwxrwxrwx 0/0 /usr/libexec/ecr-cred/ecr-credential-provider -> ../../bin/docker-credential-ecr
+-rw-r--r-- 0/0 /etc/ecr-broker/config.toml
+-rw-r--r-- 0/0 /usr/lib/sysusers.d/ecr-broker.conf
+-rw-r--r-- 0/0 /usr/lib/systemd/system/ecr-broker.service
+-rw-r--r-- 0/0 /usr/lib/systemd/system/ecr-broker.socket
+-rw-r--r-- 0/0 /usr/lib/systemd/user/ecr-broker.service
+-rw-r--r-- 0/0 /usr/lib/systemd/user/ecr-broker.socket
+-rw-r--r-- 0/0 /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
+-rw-r--r-- 0/0 /usr/share/doc/ecr-cred/install.md
+-rw-r--r-- 0/0 /usr/share/doc/ecr-cred/copyright
+EOF
+  diff -u "$WORK/files.want" "$WORK/files.got"
+}
+
+DEBROOT="$WORK/debroot"
+deb_unpacked_matches_sources() {
+  mkdir -p "$DEBROOT"
+  dpkg-deb -x "$DEB" "$DEBROOT"
+  cmp "$DEBROOT/usr/lib/systemd/system/ecr-broker.service" "$PKG/systemd/ecr-broker.service"
+  cmp "$DEBROOT/usr/lib/systemd/system/ecr-broker.socket" "$PKG/systemd/ecr-broker.socket"
+  cmp "$DEBROOT/usr/lib/systemd/user/ecr-broker.service" "$PKG/systemd/user/ecr-broker.service"
+  cmp "$DEBROOT/usr/lib/systemd/user/ecr-broker.socket" "$PKG/systemd/user/ecr-broker.socket"
+  cmp "$DEBROOT/etc/ecr-broker/config.toml" "$PKG/config.toml"
+  cmp "$DEBROOT/usr/lib/sysusers.d/ecr-broker.conf" "$PKG/sysusers.d/ecr-broker.conf"
+  # The packaged binaries are the built ones (cargo-deb strips them: compare behaviour, not bytes).
+  [ "$(readlink -f "$DEBROOT/usr/libexec/ecr-cred/ecr-credential-provider")" = "$DEBROOT/usr/bin/docker-credential-ecr" ]
+}
+
+# Keep the packaged binaries away from this host's broker, AWS and the user's files.
+isolated() {
+  env -i PATH=/usr/bin:/bin HOME="$WORK/home" ECR_BROKER_SOCKET=none AWS_EC2_METADATA_DISABLED=true \
+    AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= AWS_ECR_DISABLE_CACHE=true "$@"
+}
+
+deb_helper_runs() {
+  mkdir -p "$WORK/home"
+  isolated "$DEBROOT/usr/bin/docker-credential-ecr" version | tee "$WORK/version"
+  grep -qx "docker-credential-ecr $VERSION" "$WORK/version"
+  local out rc=0
+  out="$(echo docker.io | isolated "$DEBROOT/usr/bin/docker-credential-ecr" get)" || rc=$?
+  echo "get docker.io -> exit $rc: $out"
+  [ "$rc" -eq 1 ] && [ "$out" = "credentials not found in native keychain" ]
+}
+
+deb_provider_symlink_dispatches() {
+  mkdir -p "$WORK/home"
+  local rc=0
+  echo '{}' | isolated "$DEBROOT/usr/libexec/ecr-cred/ecr-credential-provider" >"$WORK/prov.out" 2>"$WORK/prov.err" || rc=$?
+  echo "exit $rc; stdout: $(cat "$WORK/prov.out"); stderr: $(cat "$WORK/prov.err")"
+  [ "$rc" -ne 0 ]
+  [ -s "$WORK/prov.err" ]
+  # Dispatch by name: the helper's own usage error ("unknown action ...", on stdout) would
+  # mean it ran as docker-credential-ecr.
+  if grep -q 'unknown action\|no action given' "$WORK/prov.out" "$WORK/prov.err"; then
+    echo "ran as docker-credential-ecr, not as the provider"; return 1
+  fi
+  # The same binary under its own name, given the same argument kubelet passes, is a usage error.
+  rc=0
+  isolated "$DEBROOT/usr/bin/docker-credential-ecr" get-credentials </dev/null >"$WORK/helper.out" 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] && grep -q 'unknown action' "$WORK/helper.out"
+}
+
+deb_broker_checks_packaged_config() {
+  "$DEBROOT/usr/bin/ecr-broker" --check-config --config "$DEBROOT/etc/ecr-broker/config.toml"
+  "$DEBROOT/usr/bin/ecr-broker" --version >"$WORK/broker.version"
+  grep -q "$VERSION" "$WORK/broker.version"
+}
+
+echo "== .deb"
+if DEBOUT="$(build_deb)"; then
+  DEB="$(echo "$DEBOUT" | tail -n 1)"
+  PASSED=$((PASSED + 1)); echo "ok    cargo deb -p ecr-broker --no-build -> ${DEB#"$REPO"/}"
+  check ".deb control: ecr-cred, version, depends, conffiles, maintainer scripts in order" deb_control
+  check ".deb file list and modes" deb_file_list
+  check ".deb contents equal packaging/ sources; provider link resolves" deb_unpacked_matches_sources
+  check "unpacked: docker-credential-ecr version / get docker.io" deb_helper_runs
+  check "unpacked: ecr-credential-provider symlink dispatches by name ({} fails on stderr)" deb_provider_symlink_dispatches
+  check "unpacked: ecr-broker --check-config on the packaged config" deb_broker_checks_packaged_config
+else
+  FAILED=$((FAILED + 1)); FAILURES+=("cargo deb"); echo "FAIL  cargo deb -p ecr-broker --no-build"; echo "$DEBOUT" | sed 's/^/      /'
+fi
+
+# ---------------------------------------------------------------------------------------
+# .rpm
+# ---------------------------------------------------------------------------------------
+RPM=""
+build_rpm() {
+  rm -f "$REPO"/target/generate-rpm/ecr-cred-*.rpm
+  cargo generate-rpm -p daemon 2>&1
+  ls "$REPO"/target/generate-rpm/ecr-cred-*.rpm
+}
+
+rpm_contents() {
+  rpm -qp --queryformat '%{NAME} %{VERSION}\n' "$RPM" | tee "$WORK/rpm.nv"
+  grep -qx "ecr-cred $VERSION" "$WORK/rpm.nv"
+  rpm -qplv "$RPM" | awk '{ print $1, $3 ":" $4, $NF }' | sort >"$WORK/rpm.got"
+  sort >"$WORK/rpm.want" <<'WANT'
+-rwxr-xr-x root:root /usr/bin/docker-credential-ecr
+-rwxr-xr-x root:root /usr/bin/ecr-broker
+-rw-r--r-- root:root /etc/ecr-broker/config.toml
+-rw-r--r-- root:root /usr/lib/sysusers.d/ecr-broker.conf
+-rw-r--r-- root:root /usr/lib/systemd/system/ecr-broker.service
+-rw-r--r-- root:root /usr/lib/systemd/system/ecr-broker.socket
+-rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.service
+-rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.socket
+-rw-r--r-- root:root /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
+-rw-r--r-- root:root /usr/share/doc/ecr-cred/install.md
+WANT
+  diff -u "$WORK/rpm.want" "$WORK/rpm.got"
+  rpm -qpc "$RPM" >"$WORK/rpm.conf"
+  grep -qx /etc/ecr-broker/config.toml "$WORK/rpm.conf"
+  rpm -qp --requires "$RPM" >"$WORK/rpm.requires"
+  grep -qx systemd "$WORK/rpm.requires"
+}
+
+rpm_scripts() {
+  rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts"
+  # cargo-generate-rpm takes a script path it cannot find as the script's text: make sure the
+  # files were read.
+  grep -q 'ln -sfn ../../bin/docker-credential-ecr /usr/libexec/ecr-cred/ecr-credential-provider' "$WORK/rpm.scripts"
+  grep -q 'systemd-sysusers /usr/lib/sysusers.d/ecr-broker.conf' "$WORK/rpm.scripts"
+  grep -q 'disable --now ecr-broker.service ecr-broker.socket' "$WORK/rpm.scripts"
+  grep -q 'try-restart ecr-broker.service' "$WORK/rpm.scripts"
+  for f in "$PKG"/rpm/*.sh; do sh -n "$f"; done
+}
+
+echo "== .rpm"
+if RPMOUT="$(build_rpm)"; then
+  RPM="$(echo "$RPMOUT" | tail -n 1)"
+  PASSED=$((PASSED + 1)); echo "ok    cargo generate-rpm -p daemon -> ${RPM#"$REPO"/}"
+  check ".rpm: name, version, file list and modes, noreplace config, requires systemd" rpm_contents
+  check ".rpm: scriptlets are packaging/rpm/*.sh (provider link, sysusers, units)" rpm_scripts
+else
+  FAILED=$((FAILED + 1)); FAILURES+=("cargo generate-rpm"); echo "FAIL  cargo generate-rpm -p daemon"; echo "$RPMOUT" | sed 's/^/      /'
+fi
+
+# ---------------------------------------------------------------------------------------
+# Kubernetes manifests and Helm chart
+# ---------------------------------------------------------------------------------------
+cat >"$WORK/k8s_check.py" <<'EOF'
+"""Checks of Kubernetes manifests: python3 k8s_check.py MODE FILE... (MODE: static|rendered).
+Prints one line per problem; exit 1 if any. Writes the ConfigMap's config.toml to $CONFIG_OUT."""
+import os, sys, yaml
+
+mode, files = sys.argv[1], sys.argv[2:]
+problems = []
+objs = []
+for f in files:
+    with open(f) as fh:
+        for i, doc in enumerate(yaml.safe_load_all(fh)):
+            if doc is None:
+                continue
+            objs.append((f"{os.path.basename(f)}#{i}", doc))
+
+def p(where, msg):
+    problems.append(f"{where}: {msg}")
+
+by_kind = {}
+for where, o in objs:
+    if not isinstance(o, dict):
+        p(where, "not a mapping"); continue
+    for k in ("apiVersion", "kind"):
+        if not o.get(k):
+            p(where, f"no {k}")
+    kind = o.get("kind")
+    if kind == "CredentialProviderConfig":
+        if o.get("apiVersion") != "kubelet.config.k8s.io/v1":
+            p(where, "CredentialProviderConfig apiVersion is not kubelet.config.k8s.io/v1")
+        provs = o.get("providers") or []
+        names = [x.get("name") for x in provs]
+        if "ecr-credential-provider" not in names:
+            p(where, f"no provider named ecr-credential-provider (the packaged symlink's name): {names}")
+        for x in provs:
+            for k in ("name", "apiVersion", "matchImages", "defaultCacheDuration"):
+                if not x.get(k):
+                    p(where, f"provider {x.get('name')}: no {k}")
+        continue
+    if kind == "Kustomization":
+        for r in o.get("resources", []):
+            if not os.path.exists(os.path.join(os.path.dirname(files[0]), r)):
+                p(where, f"kustomization resource {r} does not exist")
+        continue
+    md = o.get("metadata") or {}
+    if not md.get("name"):
+        p(where, "no metadata.name")
+    if md.get("namespace") != "kube-system":
+        p(where, f"namespace is {md.get('namespace')!r}, expected kube-system")
+    by_kind.setdefault(kind, []).append((where, o))
+
+for kind in ("DaemonSet", "ConfigMap", "ServiceAccount"):
+    if len(by_kind.get(kind, [])) != 1:
+        p("manifests", f"expected exactly one {kind}, found {len(by_kind.get(kind, []))}")
+
+cms = {o["metadata"]["name"]: o for _, o in by_kind.get("ConfigMap", [])}
+sas = {o["metadata"]["name"] for _, o in by_kind.get("ServiceAccount", [])}
+for where, ds in by_kind.get("DaemonSet", []):
+    if ds.get("apiVersion") != "apps/v1":
+        p(where, "DaemonSet apiVersion is not apps/v1")
+    spec = ds.get("spec") or {}
+    sel = (spec.get("selector") or {}).get("matchLabels") or {}
+    tmpl = spec.get("template") or {}
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if not sel:
+        p(where, "no spec.selector.matchLabels")
+    for k, v in sel.items():
+        if labels.get(k) != v:
+            p(where, f"selector {k}={v} does not match the template's labels {labels}")
+    pod = tmpl.get("spec") or {}
+    if pod.get("serviceAccountName") not in sas:
+        p(where, f"serviceAccountName {pod.get('serviceAccountName')!r} is not a ServiceAccount here ({sas})")
+    psc = pod.get("securityContext") or {}
+    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+        p(where, "pod securityContext must set runAsNonRoot: true and a non-zero runAsUser")
+    if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        p(where, "pod seccompProfile is not RuntimeDefault")
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    hp = [v for v in vols.values() if "hostPath" in v]
+    if len(hp) != 1 or hp[0]["hostPath"].get("path") != "/run/ecr-broker" or hp[0]["hostPath"].get("type") != "DirectoryOrCreate":
+        p(where, f"expected one hostPath volume /run/ecr-broker (DirectoryOrCreate), got {[v.get('hostPath') for v in hp]}")
+    for v in vols.values():
+        if "configMap" in v and v["configMap"].get("name") not in cms:
+            p(where, f"volume {v['name']} names ConfigMap {v['configMap'].get('name')!r}, not defined here")
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        p(where, f"expected one container, got {len(containers)}")
+    for c in containers + (pod.get("initContainers") or []):
+        cn = c.get("name")
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            p(where, f"{cn}: allowPrivilegeEscalation is not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            p(where, f"{cn}: readOnlyRootFilesystem is not true")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            p(where, f"{cn}: capabilities do not drop ALL")
+        res = c.get("resources") or {}
+        if not (res.get("requests") and (res.get("limits") or {}).get("memory")):
+            p(where, f"{cn}: needs resource requests and a memory limit")
+        for m in c.get("volumeMounts") or []:
+            if m["name"] not in vols:
+                p(where, f"{cn}: mounts undefined volume {m['name']}")
+    for c in containers:
+        if (c.get("securityContext") or {}).get("runAsUser") == 0 or (c.get("securityContext") or {}).get("privileged"):
+            p(where, f"{c.get('name')}: the broker must not run as root or privileged")
+        if not c.get("image"):
+            p(where, "container has no image")
+        args = c.get("args") or []
+        opts = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+        if opts.get("--socket") != "/run/ecr-broker/broker.sock":
+            p(where, f"--socket is {opts.get('--socket')!r}, expected /run/ecr-broker/broker.sock")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+        if hp and mounts.get("/run/ecr-broker") != hp[0]["name"]:
+            p(where, "the hostPath socket directory is not mounted at /run/ecr-broker")
+        cfg = opts.get("--config", "")
+        cfg_dir, cfg_file = os.path.split(cfg)
+        vol = vols.get(mounts.get(cfg_dir, ""), {})
+        cm = cms.get((vol.get("configMap") or {}).get("name"))
+        if not cm or cfg_file not in (cm.get("data") or {}):
+            p(where, f"--config {cfg!r} is not a key of a mounted ConfigMap")
+        elif os.environ.get("CONFIG_OUT"):
+            with open(os.environ["CONFIG_OUT"], "w") as out:
+                out.write(cm["data"][cfg_file])
+        if not opts.get("--state", "").startswith(tuple(k + "/" for k in mounts)):
+            p(where, f"--state {opts.get('--state')!r} is not on a mounted volume (the root filesystem is read-only)")
+
+for x in problems:
+    print(x)
+sys.exit(1 if problems else 0)
+EOF
+
+k8s_yaml_parses() {
+  local f
+  for f in "$PKG"/kubernetes/*.yaml "$PKG"/helm/ecr-broker/Chart.yaml "$PKG"/helm/ecr-broker/values.yaml "$PKG"/helm/ecr-broker/ci/*.yaml; do
+    "$PY" -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1]))); print("parsed", sys.argv[1])' "$f"
+  done
+}
+
+k8s_manifests_fields() {
+  CONFIG_OUT="$WORK/cm-config.toml" "$PY" "$WORK/k8s_check.py" static \
+    "$PKG/kubernetes/kustomization.yaml" "$PKG/kubernetes/configmap.yaml" "$PKG/kubernetes/daemonset.yaml" \
+    "$PKG/kubernetes/credential-provider-config.yaml"
+  "$BIN/ecr-broker" --check-config --config "$WORK/cm-config.toml"
+}
+
+k8s_kustomize() {
+  kubectl kustomize "$PKG/kubernetes" >"$WORK/kustomized.yaml"
+  CONFIG_OUT="$WORK/k-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/kustomized.yaml"
+}
+
+helm_static() {
+  "$PY" - "$PKG/helm/ecr-broker" <<'EOF'
+import os, re, sys, yaml
+chart = sys.argv[1]
+problems = []
+meta = yaml.safe_load(open(os.path.join(chart, "Chart.yaml")))
+if meta.get("apiVersion") != "v2": problems.append("Chart.yaml: apiVersion is not v2")
+if meta.get("name") != os.path.basename(chart): problems.append("Chart.yaml: name differs from the directory")
+if not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", str(meta.get("version", ""))): problems.append("Chart.yaml: version is not SemVer")
+values = yaml.safe_load(open(os.path.join(chart, "values.yaml")))
+ci = yaml.safe_load(open(os.path.join(chart, "ci", "roles-values.yaml")))
+roles = ci.get("rolesPerRegistry") or []
+if not roles or not all(r.get("registry") and r.get("roleArn") for r in roles):
+    problems.append("ci/roles-values.yaml: rolesPerRegistry needs registry and roleArn in each entry")
+if values.get("rolesPerRegistry") != []:
+    problems.append("values.yaml: rolesPerRegistry should default to []")
+def has(path):
+    v = values
+    for part in path.split("."):
+        if not isinstance(v, dict) or part not in v: return False
+        v = v[part]
+    return True
+tdir = os.path.join(chart, "templates")
+for name in sorted(os.listdir(tdir)):
+    text = open(os.path.join(tdir, name)).read()
+    for ref in sorted(set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", text))):
+        if not has(ref): problems.append(f"{name}: .Values.{ref} is not in values.yaml")
+    actions = re.findall(r"\{\{-?\s*(if|range|with|define|end)\b", text)
+    opened = sum(1 for a in actions if a != "end"); closed = actions.count("end")
+    if opened != closed: problems.append(f"{name}: {opened} blocks opened, {closed} closed")
+    if text.count("{{") != text.count("}}"): problems.append(f"{name}: unbalanced {{{{ }}}}")
+    if name.endswith(".yaml") and not re.search(r"^kind: ", text, re.M): problems.append(f"{name}: no kind")
+for k in ("DaemonSet", "ConfigMap", "ServiceAccount"):
+    if not any(re.search(rf"^kind: {k}$", open(os.path.join(tdir, n)).read(), re.M) for n in os.listdir(tdir)):
+        problems.append(f"templates: no {k}")
+print("\n".join(problems) or "chart static checks ok (helm is not installed: templates not rendered)")
+sys.exit(1 if problems else 0)
+EOF
+}
+
+helm_render() {
+  helm lint "$PKG/helm/ecr-broker" -f "$PKG/helm/ecr-broker/ci/roles-values.yaml"
+  helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system -f "$PKG/helm/ecr-broker/ci/roles-values.yaml" >"$WORK/helm.yaml"
+  CONFIG_OUT="$WORK/helm-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/helm.yaml"
+  "$BIN/ecr-broker" --check-config --config "$WORK/helm-config.toml" | tee "$WORK/helm-cc"
+  grep -q '(3 identities, 2 rules)' "$WORK/helm-cc"
+  helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system >"$WORK/helm-default.yaml"
+  CONFIG_OUT="$WORK/helm-default.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/helm-default.yaml"
+  "$BIN/ecr-broker" --check-config --config "$WORK/helm-default.toml"
+}
+
+echo "== kubernetes"
+check "every YAML under packaging/kubernetes and packaging/helm parses" k8s_yaml_parses
+check "manifests: fields, selector/labels, hostPath, securityContext; ConfigMap config checks" k8s_manifests_fields
+if command -v kubectl >/dev/null 2>&1; then
+  check "kubectl kustomize packaging/kubernetes (offline render) + field checks" k8s_kustomize
+else
+  echo "note  kubectl not installed (Debian 12 ships only kubernetes-client 1.20): kustomize render not run"
+fi
+if command -v helm >/dev/null 2>&1; then
+  check "helm lint + helm template (default and ci values) + field and config checks" helm_render
+else
+  echo "note  helm not installed (no Debian 12 package): chart checked statically, not rendered"
+fi
+check "helm chart: Chart.yaml, values referenced exist, blocks balance" helm_static
+
+# ---------------------------------------------------------------------------------------
+# Dockerfile, macOS, docs
+# ---------------------------------------------------------------------------------------
+dockerfile_static() {
+  local f="$PKG/docker/Dockerfile"
+  grep -qE '^FROM rust:[^ ]*bookworm AS build$' "$f"
+  grep -qE '^FROM gcr\.io/distroless/cc-debian12(:[a-z0-9]+)?$' "$f"
+  grep -qxF 'ENTRYPOINT ["/usr/bin/ecr-broker"]' "$f"
+  grep -q 'cargo build --release --locked --workspace' "$f"
+  grep -q 'target/release/ecr-broker target/release/docker-credential-ecr' "$f"
+  grep -q 'ln -s docker-credential-ecr /out/usr/bin/ecr-credential-provider' "$f"
+  [ -f "$PKG/config.toml" ]
+  # The image's default command is the Kubernetes manifests' argument list.
+  grep -qxF 'CMD ["--socket", "/run/ecr-broker/broker.sock", "--config", "/etc/ecr-broker/config.toml", "--state", "/var/lib/ecr-broker/state.json"]' "$f"
+  grep -qx 'target/' "$PKG/docker/Dockerfile.dockerignore"
+}
+
+macos_plist() {
+  "$PY" - "$PKG/macos/com.github.ecr-cred.ecr-broker.plist" <<'EOF'
+import os, plistlib, sys
+path = sys.argv[1]
+with open(path, "rb") as fh:
+    pl = plistlib.load(fh)
+assert pl["Label"] + ".plist" == os.path.basename(path), "Label does not match the file name"
+cmd = " ".join(pl["ProgramArguments"])
+assert "ecr-broker --user" in cmd and "Library/Caches/ecr-broker/broker.sock" in cmd, cmd
+assert pl["RunAtLoad"] is True
+print("plist ok:", cmd)
+EOF
+}
+
+homebrew_formula() {
+  ruby -c "$PKG/homebrew/ecr-cred.rb"
+  grep -q 'std_cargo_args(path: "helper")' "$PKG/homebrew/ecr-cred.rb"
+  grep -q 'std_cargo_args(path: "daemon")' "$PKG/homebrew/ecr-cred.rb"
+  grep -q '^  service do$' "$PKG/homebrew/ecr-cred.rb"
+}
+
+docs_quote_real_errors() {
+  local doc="$REPO/docs/install.md"
+  # text in the docs => the source file that prints it
+  local pairs=(
+    "credentials not found in native keychain|helper/src/protocol.rs"
+    "no usable AWS credentials|src/aws.rs"
+    "could not reach|src/aws.rs"
+    "the ecr-broker refused this request|helper/src/credentials.rs"
+    "may not get tokens for|daemon/src/config.rs"
+    "AccessDeniedException|src/aws.rs"
+    "ExpiredToken|src/aws.rs"
+  )
+  local bad=0 pair text src
+  for pair in "${pairs[@]}"; do
+    text="${pair%%|*}"; src="${pair#*|}"
+    grep -qF -- "$text" "$doc" || { echo "docs/install.md does not mention: $text"; bad=1; }
+    grep -qF -- "$text" "$REPO/$src" || { echo "$src no longer contains: $text (update docs/install.md)"; bad=1; }
+  done
+  return "$bad"
+}
+
+echo "== container, macOS, docs"
+check "Dockerfile: rust bookworm builder, distroless cc-debian12, entrypoint, paths" dockerfile_static
+check "launchd plist parses; user broker on ~/Library/Caches socket" macos_plist
+check "Homebrew formula: ruby -c, both crates, service block" homebrew_formula
+check "docs/install.md troubleshooting quotes texts the sources print" docs_quote_real_errors
+
+echo
+if [ "$FAILED" -gt 0 ]; then
+  printf 'failed: %s\n' "${FAILURES[@]}"
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
