@@ -10,10 +10,9 @@ use base64::Engine;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use support::{file_contains, files_under, helper_bin, repo_root, Moto, Run};
 
 /// moto's deterministic token password for account 123456789012 (the node's static keys).
@@ -147,44 +146,7 @@ impl Provider {
             }
         };
         cmd.args(args).env_clear().envs(&self.env).current_dir(self.home());
-        let start = Instant::now();
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn provider");
-        let mut sin = child.stdin.take().unwrap();
-        let input = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = sin.write_all(&input);
-        });
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let r_out = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out.read_to_end(&mut v);
-            v
-        });
-        let r_err = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err.read_to_end(&mut v);
-            v
-        });
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("provider {how:?} {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-            stdout: String::from_utf8_lossy(&r_out.join().unwrap()).into_owned(),
-            stderr: String::from_utf8_lossy(&r_err.join().unwrap()).into_owned(),
-            elapsed: start.elapsed(),
-        }
+        support::run_command(cmd, stdin, Duration::from_secs(60))
     }
 
     /// What kubelet does: `ecr-credential-provider get-credentials` with the request.

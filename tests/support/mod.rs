@@ -125,59 +125,60 @@ impl Helper {
 
     /// As [`Helper::run`], with extra variables for this run only.
     pub fn run_with(&self, args: &[&str], stdin: &[u8], extra: &[(&str, &str)]) -> Run {
-        let start = Instant::now();
         let mut cmd = Command::new(helper_bin());
         cmd.args(args).env_clear().envs(&self.env).current_dir(self.home());
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn docker-credential-ecr");
-        let mut sin = child.stdin.take().unwrap();
-        let input = stdin.to_vec();
-        // The helper may stop reading early (size limit): a broken pipe is not our failure.
-        let writer = std::thread::spawn(move || {
-            let _ = sin.write_all(&input);
-        });
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let r_out = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out.read_to_end(&mut v);
-            v
-        });
-        let r_err = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err.read_to_end(&mut v);
-            v
-        });
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            if start.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("docker-credential-ecr {args:?} did not finish within {:?}", self.timeout);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
-        let stdout = String::from_utf8_lossy(&r_out.join().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&r_err.join().unwrap()).into_owned();
-        use std::os::unix::process::ExitStatusExt;
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        Run { code, stdout, stderr, elapsed: start.elapsed() }
+        run_command(cmd, stdin, self.timeout)
     }
 
     /// `get` for `server_url` (a newline is added, as docker does).
     pub fn get(&self, server_url: &str) -> Run {
         self.run(&["get"], format!("{server_url}\n").as_bytes())
     }
+}
+
+/// Run `cmd` with `stdin`, collecting its output; panics if it runs longer than `timeout`.
+pub fn run_command(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Run {
+    let start = Instant::now();
+    let what = format!("{:?}", cmd.get_program());
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut sin = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // The program may stop reading early (size limit): a broken pipe is not our failure.
+    let writer = std::thread::spawn(move || {
+        let _ = sin.write_all(&input);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let r_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let r_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    let stdout = String::from_utf8_lossy(&r_out.join().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&r_err.join().unwrap()).into_owned();
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Run { code, stdout, stderr, elapsed: start.elapsed() }
 }
 
 /// Every regular file under `dir`, recursively.
