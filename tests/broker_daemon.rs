@@ -383,3 +383,48 @@ fn helper_status_shows_the_broker_table_without_secrets() {
     assert!(run.stdout.contains("1 upstream calls"), "{}", run.stdout);
     assert!(!run.stdout.contains(&password(&token)));
 }
+
+#[test]
+fn ten_thousand_gets_from_fifty_clients_all_succeed_while_the_broker_is_killed_and_restarted() {
+    let fake = FakeAws::start();
+    let mut broker = Broker::start(&fake, "");
+    const CLIENTS: usize = 50;
+    const GETS_EACH: usize = 200;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            // Each client a user of its own (own HOME and cache), as on a shared CI host.
+            let helper = broker.helper();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for _ in 0..GETS_EACH {
+                    let run = helper.get(HOST);
+                    if run.code != 0 {
+                        failures.push(run);
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                failures
+            })
+        })
+        .collect();
+    let total = CLIENTS * GETS_EACH;
+    let wait_for = |n: usize| {
+        while done.load(std::sync::atomic::Ordering::Relaxed) < n {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(total / 3);
+    broker.signal(libc::SIGKILL);
+    wait_for(total * 2 / 3);
+    broker.spawn();
+    let failures: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} of {total} gets failed, e.g. {:?}", failures.len(), failures.first());
+    let status: serde_json::Value = serde_json::from_slice(&broker.request("/v1/status").body).unwrap();
+    assert!(status["requests"].as_u64().unwrap() > 0, "the restarted broker served again: {status}");
+    // The restarted broker took its token from the state file, and the helpers that fell back
+    // each fetched once and then hit their own cache: far fewer upstream calls than gets.
+    let calls = fake.calls("GetAuthorizationToken");
+    assert!(calls <= 1 + CLIENTS, "{calls} upstream calls for {total} gets");
+}
