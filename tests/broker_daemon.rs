@@ -31,14 +31,21 @@ struct Broker {
     dir: PathBuf,
     _keep: Option<tempfile::TempDir>,
     endpoint: String,
+    /// Extra environment for the broker process (e.g. libfaketime).
+    env: Vec<(String, String)>,
 }
 
 impl Broker {
     fn start(fake: &FakeAws, config: &str) -> Broker {
+        Broker::start_with_env(fake, config, &[])
+    }
+
+    fn start_with_env(fake: &FakeAws, config: &str, env: &[(&str, &str)]) -> Broker {
         let tmp = tempfile::Builder::new().prefix("broker-").tempdir().unwrap();
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let dir = tmp.path().to_path_buf();
-        let mut b = Broker { child: None, dir, _keep: Some(tmp), endpoint: fake.endpoint() };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut b = Broker { child: None, dir, _keep: Some(tmp), endpoint: fake.endpoint(), env };
         std::fs::write(b.config_path(), config).unwrap();
         b.spawn();
         b
@@ -75,6 +82,7 @@ impl Broker {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("ECR_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -427,4 +435,39 @@ fn ten_thousand_gets_from_fifty_clients_all_succeed_while_the_broker_is_killed_a
     // each fetched once and then hit their own cache: far fewer upstream calls than gets.
     let calls = fake.calls("GetAuthorizationToken");
     assert!(calls <= 1 + CLIENTS, "{calls} upstream calls for {total} gets");
+}
+
+/// libfaketime from Debian's `faketime` package (installed by tests/peers/install.sh).
+fn libfaketime(multithreaded: bool) -> String {
+    let lib = if multithreaded { "libfaketimeMT.so.1" } else { "libfaketime.so.1" };
+    let path = format!("/usr/lib/x86_64-linux-gnu/faketime/{lib}");
+    assert!(std::path::Path::new(&path).exists(), "{path} is missing: run tests/peers/install.sh (package faketime)");
+    path
+}
+
+#[test]
+fn a_clock_that_jumps_past_expiry_never_gets_the_broker_s_held_token() {
+    let fake = FakeAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let preload = libfaketime(true);
+    let broker = Broker::start_with_env(
+        &fake,
+        "",
+        &[
+            ("LD_PRELOAD", preload.as_str()),
+            ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            // Wall-clock time jumps; tokio's timers (monotonic) keep running normally.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let (_, first) = broker.token(HOST);
+    assert_eq!(password(&first), FakeAws::token_password(1));
+    std::fs::write(&clock, "+46800\n").unwrap(); // 13 hours later: the held token has expired
+    let (status, after) = broker.token(HOST);
+    assert_eq!(status, 200, "{after}");
+    assert_ne!(password(&after), password(&first), "the expired token was served after the clock jump");
+    assert_eq!(fake.calls("GetAuthorizationToken"), 2);
 }

@@ -339,3 +339,18 @@ fn a_changed_aws_config_file_asks_sts_again_but_reuses_the_principals_token() {
     assert_eq!(helper.get(US_EAST_1).json()["Secret"], "fake-token-1");
     assert_eq!(fake.calls("GetAuthorizationToken"), 2);
 }
+
+#[test]
+fn a_clock_that_jumps_past_expiry_never_gets_the_cached_token() {
+    let fake = support::fake_aws::FakeAws::start();
+    let mut h = Helper::new();
+    h.aws(&fake.endpoint(), "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    let first = h.get("123456789012.dkr.ecr.us-east-1.amazonaws.com");
+    assert_eq!(first.json()["Secret"], "fake-token-1");
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "{lib} is missing: run tests/peers/install.sh (package faketime)");
+    let later = h.run_with(&["get"], b"123456789012.dkr.ecr.us-east-1.amazonaws.com", &[("LD_PRELOAD", lib), ("FAKETIME", "+46800")]);
+    assert_eq!(later.code, 0, "{later:#?}");
+    assert_eq!(later.json()["Secret"], "fake-token-2", "13 h later the cached token must not be handed out");
+    assert_eq!(fake.calls("GetAuthorizationToken"), 2);
+}

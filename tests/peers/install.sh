@@ -7,7 +7,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.test-work/venv"
 MOTO_VERSION="5.2.5"
 PKGS=(skopeo podman buildah docker-registry containerd docker.io
-      amazon-ecr-credential-helper hyperfine time apache2-utils openssl uidmap
+      amazon-ecr-credential-helper hyperfine time faketime apache2-utils openssl uidmap
       fuse-overlayfs iproute2 curl jq ca-certificates python3 python3-venv
       procps)
 
