@@ -36,8 +36,11 @@ struct Cli {
     #[arg(long)]
     state: Option<PathBuf>,
     /// Run as a user's broker (the default when not started as root)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "system")]
     user: bool,
+    /// Use the system paths even when not root (a dedicated service user)
+    #[arg(long)]
+    system: bool,
     /// Check the configuration and exit
     #[arg(long)]
     check_config: bool,
@@ -75,7 +78,7 @@ fn main() {
     ecr_cred::logging::init("info");
     let cli = Cli::parse();
     // SAFETY: geteuid cannot fail.
-    let user_mode = cli.user || unsafe { libc::geteuid() } != 0;
+    let user_mode = cli.user || (!cli.system && unsafe { libc::geteuid() } != 0);
     let d = defaults(user_mode);
     let config_path = cli.config.clone().unwrap_or(d.config.clone());
     let config = match Config::load(&config_path, cli.config.is_some()) {
