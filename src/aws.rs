@@ -181,11 +181,52 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// The start of every SDK configuration we load: latest behaviour, the region, our time
+/// limits, and the process's one HTTP client.
+fn loader(region: &str) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts())
+        .http_client(shared_http_client())
+}
+
+/// One HTTP client (TLS configuration, root certificates, connection pools) for every SDK
+/// configuration and service client of the process. Left to itself the SDK builds one per
+/// service client, which in the broker means one per identity and refresh: megabytes each.
+/// This is the SDK's own default connector (rustls with aws-lc, proxy settings from the
+/// environment), built once.
+fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    static CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            Builder::new().build_with_connector_fn(|settings, components| {
+                let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+                conn.set_connector_settings(settings.cloned());
+                if let Some(c) = components {
+                    conn.set_sleep_impl(c.sleep_impl());
+                }
+                conn.set_proxy_config(Some(ProxyConfig::from_env()));
+                conn.build()
+            })
+        })
+        .clone()
+}
+
 /// Load the SDK configuration for `region` with `identity`'s credentials.
 pub async fn sdk_config(region: &str, identity: &Identity) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string())).timeout_config(timeouts());
+    let mut loader = loader(region);
     if let Some(p) = &identity.profile {
-        loader = loader.profile_name(p);
+        // The profile itself is the credential source: `profile_name` alone would still let
+        // the default chain take AWS_ACCESS_KEY_ID from the environment first.
+        let provider_config = aws_config::provider_config::ProviderConfig::default()
+            .with_http_client(shared_http_client())
+            .with_region(Some(Region::new(region.to_string())));
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .configure(&provider_config)
+            .profile_name(p)
+            .build();
+        loader = loader.profile_name(p).credentials_provider(credentials);
     }
     let base = loader.load().await;
     let Some(role) = &identity.role else { return base };
@@ -282,12 +323,7 @@ pub async fn assume_role_with_web_identity(
     session_name: &str,
     web_identity_token: &str,
 ) -> Result<TemporaryCredentials, FetchError> {
-    let cfg = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .timeout_config(timeouts())
-        .no_credentials()
-        .load()
-        .await;
+    let cfg = loader(region).no_credentials().load().await;
     let out = aws_sdk_sts::Client::new(&cfg)
         .assume_role_with_web_identity()
         .role_arn(role_arn)
@@ -330,12 +366,7 @@ pub async fn sdk_config_with_credentials(region: &str, creds: &TemporaryCredenti
         expiry,
         "web-identity",
     );
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .timeout_config(timeouts())
-        .credentials_provider(credentials)
-        .load()
-        .await
+    loader(region).credentials_provider(credentials).load().await
 }
 
 #[cfg(test)]

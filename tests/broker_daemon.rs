@@ -471,3 +471,26 @@ fn a_clock_that_jumps_past_expiry_never_gets_the_broker_s_held_token() {
     assert_ne!(password(&after), password(&first), "the expired token was served after the clock jump");
     assert_eq!(fake.calls("GetAuthorizationToken"), 2);
 }
+
+#[test]
+fn a_profile_identity_uses_its_profile_not_the_broker_s_environment_keys() {
+    let fake = FakeAws::start();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::write(&creds, "[puller]\naws_access_key_id = AKIAPROFILEKEY000001\naws_secret_access_key = profile-secret\n").unwrap();
+    let config = "[identities.puller]\nprofile = \"puller\"\n[[rules]]\nregistry = \"210987654321\"\nidentity = \"puller\"\n";
+    let broker = Broker::start_with_env(
+        &fake,
+        config,
+        &[("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()), ("AWS_CONFIG_FILE", "/nonexistent")],
+    );
+    assert_eq!(broker.token(OTHER_ACCOUNT).0, 200, "{}", broker.log());
+    assert_eq!(broker.token(HOST).0, 200, "{}", broker.log());
+    let keys: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.op == "GetAuthorizationToken")
+        .map(|r| r.access_key_id.clone())
+        .collect();
+    assert_eq!(keys, vec!["AKIAPROFILEKEY000001".to_string(), KEY_ID.to_string()], "profile identity, then the default chain");
+}
