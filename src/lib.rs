@@ -9,6 +9,7 @@
 //! - [`paths`]: home, cache and config locations from the environment.
 //! - [`logging`]: stderr logging that never prints a secret.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod broker;
 pub mod cache;

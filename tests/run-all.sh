@@ -5,7 +5,8 @@
 #   2. cargo build --release    once; every later step reuses target/release
 #   3. cargo test --release     unit tests, helper and broker integration tests
 #   4. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
-#   5. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
+#   5. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
+#   6. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
 # Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +27,9 @@ cargo build --release --workspace --locked
 
 step "unit and integration tests"
 cargo test --release --workspace --locked
+
+step "fuzzing"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz.sh
 
 step "packaging"
 tests/packaging.sh

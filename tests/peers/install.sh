@@ -44,6 +44,9 @@ ver() { # name, command... : print "name version" or fail
 }
 dpkgv() { dpkg-query -W -f='${Version}' "$1"; }
 echo "--- peers ---"
+# cargo-fuzz for tests/fuzz.sh (from crates.io, built once into ~/.cargo/bin).
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+
 ver skopeo               skopeo --version
 ver podman               podman --version
 ver buildah              buildah --version
@@ -58,5 +61,7 @@ ver htpasswd             dpkgv apache2-utils
 ver openssl              openssl version
 ver curl                 curl --version
 ver jq                   jq --version
+ver faketime             dpkgv faketime
+ver cargo-fuzz           cargo fuzz --version
 ver moto                 "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'
 ver boto3                "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("boto3"))'
