@@ -213,22 +213,59 @@ fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClien
         .clone()
 }
 
+/// What is worth sharing between SDK configurations of one process: the default-chain
+/// configuration of each region, and one `ProviderConfig` whose parse of `~/.aws/config` and
+/// `~/.aws/credentials` every profile identity reuses (aws-config caches the parse inside it).
+/// Without this, a broker with N profile identities keeps N parses of files listing N
+/// profiles: memory grows with N squared.
+#[derive(Default)]
+struct Shared {
+    bases: std::collections::HashMap<String, SdkConfig>,
+    profiles: Option<aws_config::provider_config::ProviderConfig>,
+}
+
+fn shared() -> &'static std::sync::Mutex<Shared> {
+    static SHARED: std::sync::OnceLock<std::sync::Mutex<Shared>> = std::sync::OnceLock::new();
+    SHARED.get_or_init(Default::default)
+}
+
+/// Forget the shared configurations (the broker's SIGHUP), so edited AWS config files and
+/// profiles are read again.
+pub fn forget_loaded_config() {
+    *shared().lock().unwrap() = Shared::default();
+}
+
+/// The default-chain configuration for `region`, loaded once per process.
+async fn base_config(region: &str) -> SdkConfig {
+    if let Some(c) = shared().lock().unwrap().bases.get(region) {
+        return c.clone();
+    }
+    let c = loader(region).load().await;
+    shared().lock().unwrap().bases.insert(region.to_string(), c.clone());
+    c
+}
+
+fn profile_provider_config(region: &str) -> aws_config::provider_config::ProviderConfig {
+    let mut s = shared().lock().unwrap();
+    let pc = s
+        .profiles
+        .get_or_insert_with(|| aws_config::provider_config::ProviderConfig::default().with_http_client(shared_http_client()));
+    // with_region keeps the cached parse.
+    pc.clone().with_region(Some(Region::new(region.to_string())))
+}
+
 /// Load the SDK configuration for `region` with `identity`'s credentials.
 pub async fn sdk_config(region: &str, identity: &Identity) -> SdkConfig {
-    let mut loader = loader(region);
+    let mut base = base_config(region).await;
     if let Some(p) = &identity.profile {
-        // The profile itself is the credential source: `profile_name` alone would still let
-        // the default chain take AWS_ACCESS_KEY_ID from the environment first.
-        let provider_config = aws_config::provider_config::ProviderConfig::default()
-            .with_http_client(shared_http_client())
-            .with_region(Some(Region::new(region.to_string())));
+        // The profile itself is the credential source: a profile name on the default chain
+        // would still take AWS_ACCESS_KEY_ID from the environment first.
         let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
-            .configure(&provider_config)
+            .configure(&profile_provider_config(region))
             .profile_name(p)
             .build();
-        loader = loader.profile_name(p).credentials_provider(credentials);
+        base = base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build();
     }
-    let base = loader.load().await;
     let Some(role) = &identity.role else { return base };
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
         .configure(&base)

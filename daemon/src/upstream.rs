@@ -2,7 +2,7 @@
 //!
 //! SDK configurations are built once per identity and region and kept, so the credential
 //! provider's own cache (assumed-role sessions, SSO, instance metadata) is reused between
-//! refreshes. STS GetCallerIdentity runs beside the token call to learn the principal for
+//! refreshes; they share one HTTP client and one parse of the AWS config files. STS GetCallerIdentity runs beside the token call to learn the principal for
 //! `/v1/status`; its failure does not matter.
 
 use crate::config::Config;
@@ -23,9 +23,12 @@ impl Upstream {
         Upstream { config: RwLock::new(config), sdk: Mutex::new(HashMap::new()) }
     }
 
-    /// Use a new configuration (SIGHUP); SDK configurations of unchanged identities are kept.
+    /// Use a new configuration (SIGHUP). SDK configurations are built again on next use, so
+    /// edited AWS config files and profiles take effect too; held tokens are not touched.
     pub fn set_config(&self, config: Arc<Config>) {
         *self.config.write().unwrap() = config;
+        self.sdk.lock().unwrap().clear();
+        aws::forget_loaded_config();
     }
 
     pub fn config(&self) -> Arc<Config> {
