@@ -33,16 +33,15 @@ N_IDS="${BENCH_IDENTITIES:-1000}"
 OPEN_RATE="${BENCH_OPEN_RATE:-20000}"
 IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"
 OUT="${BENCH_OUT:-$REPO/bench/broker-results.md}"
-PY="$REPO/.test-work/venv/bin/python"
-SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 AK=AKIAIOSFODNN7EXAMPLE
 SK=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
 HOST=123456789012.dkr.ecr.us-east-1.amazonaws.com
 PASSWORD=123456789012-auth-token
 
 die() { echo "bench/broker.sh: $*" >&2; exit 1; }
+# shellcheck source=tests/peers/lib.sh
+source "$REPO/tests/peers/lib.sh"   # PY, SYS_PATH, PIDS, start_moto, stop_started
 [ -x "$BROKER_BIN" ] || die "$BROKER_BIN is missing (cargo build --release --workspace)"
-[ -x "$PY" ] || die "missing peer moto venv $PY (run tests/peers/install.sh)"
 command -v jq >/dev/null || die "missing jq"
 
 echo "building bench/broker-load (target/bench)..."
@@ -51,15 +50,8 @@ cargo build --quiet --release --manifest-path "$REPO/bench/broker-load/Cargo.tom
 LOADGEN="$REPO/target/bench/release/broker-load"
 
 W="$(mktemp -d /tmp/ecr-broker-bench.XXXXXX)"
-PIDS=()
 cleanup() {
-  local i pid
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid="${PIDS[$i]}"
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  stop_started
   if [ "${BENCH_KEEP:-}" = 1 ]; then echo "bench/broker.sh: scratch kept in $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -86,12 +78,7 @@ hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # --- moto
-MOTO_PORT="$(env -i "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-setsid env -i PATH="$SYS_PATH" HOME="$W/moto-home" LANG=C.UTF-8 MOTO_CALL_LOG="$CALLS" \
-  "$PY" "$REPO/tests/peers/moto_patched.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$W/logs/moto.log" 2>&1 </dev/null &
-PIDS+=($!)
-for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null && break; sleep 0.2; done
-(exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null || die "moto did not listen; log: $W/logs/moto.log"
+start_moto "$W/moto-home" "$W/logs/moto.log" "$CALLS"
 ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 
 start_broker() { # dir env... -> BROKER_PID; socket dir/broker.sock

@@ -22,32 +22,24 @@ GO_HELPER_BIN="${GO_HELPER_BIN:-/usr/bin/docker-credential-ecr-login}"
 WARM_RUNS="${BENCH_WARM_RUNS:-300}"
 COLD_RUNS="${BENCH_COLD_RUNS:-30}"
 OUT="$REPO/bench/results.md"
-PY="$REPO/.test-work/venv/bin/python"
-SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 AK=AKIAIOSFODNN7EXAMPLE
 SK=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
 HOST=123456789012.dkr.ecr.us-east-1.amazonaws.com
 PASSWORD="${REGISTRY_PASSWORD:-123456789012-auth-token}"
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
+# shellcheck source=tests/peers/lib.sh
+source "$REPO/tests/peers/lib.sh"   # PY, SYS_PATH, PIDS, start_moto, stop_started
 need() { command -v "$1" >/dev/null || die "missing peer '$1' (run tests/peers/install.sh)"; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 for c in hyperfine jq setsid /usr/bin/python3; do need "$c"; done
 [ -x /usr/bin/time ] || die "missing /usr/bin/time (GNU time, Debian package 'time'): apt-get install time; it should be added to PKGS in tests/peers/install.sh"
 [ -x "$GO_HELPER_BIN" ] || die "missing peer Go helper $GO_HELPER_BIN (run tests/peers/install.sh: amazon-ecr-credential-helper)"
-[ -x "$PY" ] || die "missing peer moto venv $PY (run tests/peers/install.sh)"
 [ -x "$HELPER_BIN" ] || die "our helper $HELPER_BIN is missing (cargo build --release)"
 
 W="$(mktemp -d /tmp/ecr-bench.XXXXXX)"
-PIDS=()
 cleanup() {
-  local i pid
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid="${PIDS[$i]}"
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  stop_started
   if [ "${BENCH_KEEP:-}" = 1 ]; then echo "bench/run.sh: scratch kept in $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -65,26 +57,8 @@ gci() { grep -c '^GetCallerIdentity ' "$CALLS" || true; }
 allcalls() { wc -l <"$CALLS"; }
 
 # --- peers: patched moto (ours talks to it directly), patched moto_proxy (Go helper)
-free_port() { env -i "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() { # port what log
-  for _ in $(seq 1 150); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  die "$2 did not listen on 127.0.0.1:$1; log: $3"
-}
-MOTO_PORT="$(free_port)"
-setsid env -i PATH="$SYS_PATH" HOME="$W/home-moto" LANG=C.UTF-8 MOTO_CALL_LOG="$CALLS" \
-  "$PY" "$REPO/tests/peers/moto_patched.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$W/logs/moto.log" 2>&1 </dev/null &
-PIDS+=($!)
-PROXY_PORT="$(free_port)"
-setsid env -i PATH="$SYS_PATH" HOME="$W/home-moto" LANG=C.UTF-8 MOTO_CALL_LOG="$CALLS" \
-  "$PY" "$REPO/tests/peers/moto_proxy_patched.py" -H 127.0.0.1 -p "$PROXY_PORT" >"$W/logs/moto_proxy.log" 2>&1 </dev/null &
-PIDS+=($!)
-PROXY_CA="$(env -i "$PY" "$REPO/tests/peers/moto_proxy_patched.py" --ca-path)"
-[ -r "$PROXY_CA" ] || die "moto_proxy CA not found at '$PROXY_CA'"
-wait_tcp "$MOTO_PORT" moto "$W/logs/moto.log"
-wait_tcp "$PROXY_PORT" moto_proxy "$W/logs/moto_proxy.log"
+start_moto "$W/home-moto" "$W/logs/moto.log" "$CALLS"
+start_moto_proxy "$W/home-moto" "$W/logs/moto_proxy.log" "$CALLS"
 echo "moto on :$MOTO_PORT, moto_proxy on :$PROXY_PORT, scratch $W"
 
 # --- each program's whole environment, spelled out (hyperfine itself runs under env -i

@@ -22,30 +22,23 @@ E2E="$REPO/.test-work/e2e"
 T="$E2E/run"                      # per-run scratch (homes, auth files, logs)
 S="$E2E/storage"                  # podman/buildah/docker/containerd storage
 RUN=/run/ecr-e2e                  # short paths for unix sockets and exec roots
-PY="$REPO/.test-work/venv/bin/python"
 REG="$REPO/tests/e2e/registry.sh"
 CA="$E2E/registry/tls/ca.crt"
-SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 AK=AKIAIOSFODNN7EXAMPLE
 SK=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
 mapfile -t HOSTS < <("$REG" hosts)
 H0="${HOSTS[0]}"
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+# shellcheck source=../peers/lib.sh
+source "$REPO/tests/peers/lib.sh"   # PY, SYS_PATH, PIDS, start_moto, stop_started
 need() { command -v "$1" >/dev/null || die "missing peer '$1' (run tests/peers/install.sh)"; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 for c in skopeo podman buildah /usr/bin/docker dockerd containerd ctr curl jq timeout setsid; do need "$c"; done
-[ -x "$PY" ] || die "missing peer moto venv $PY (run tests/peers/install.sh)"
 
-PIDS=()
 cleanup() {
-  local i pid
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid="${PIDS[$i]}"
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  local pid
+  stop_started
   pid="$(cat "$RUN/docker/containerd/containerd.pid" 2>/dev/null || true)"
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   mountpoint -q "$S/docker" 2>/dev/null && umount "$S/docker" || true
@@ -54,14 +47,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { env -i "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() { # port what log
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  die "$2 did not listen on 127.0.0.1:$1; log: $3"
-}
 calls() { grep -c '^GetAuthorizationToken ' "$T/calls.log" 2>/dev/null || true; }
 gci() { grep -c '^GetCallerIdentity ' "$T/calls.log" 2>/dev/null || true; }
 
@@ -71,18 +56,8 @@ rm -rf "$T" "$S" "$RUN"; mkdir -p "$T/logs" "$T/home" "$S" "$RUN"
 echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$T/policy.json"
 
 # --- peers: patched moto (for our helper), patched moto_proxy (for the Go helper), registry
-MOTO_PORT="$(free_port)"
-setsid env -i PATH="$SYS_PATH" HOME="$T/home" LANG=C.UTF-8 MOTO_CALL_LOG="$T/calls.log" \
-  "$PY" "$REPO/tests/peers/moto_patched.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$T/logs/moto.log" 2>&1 </dev/null &
-PIDS+=($!)
-PROXY_PORT="$(free_port)"
-setsid env -i PATH="$SYS_PATH" HOME="$T/home" LANG=C.UTF-8 MOTO_CALL_LOG="$T/calls.log" \
-  "$PY" "$REPO/tests/peers/moto_proxy_patched.py" -H 127.0.0.1 -p "$PROXY_PORT" >"$T/logs/moto_proxy.log" 2>&1 </dev/null &
-PIDS+=($!)
-PROXY_CA="$(env -i "$PY" "$REPO/tests/peers/moto_proxy_patched.py" --ca-path)"
-[ -r "$PROXY_CA" ] || die "moto_proxy CA not found at '$PROXY_CA'"
-wait_tcp "$MOTO_PORT" moto "$T/logs/moto.log"
-wait_tcp "$PROXY_PORT" moto_proxy "$T/logs/moto_proxy.log"
+start_moto "$T/home" "$T/logs/moto.log" "$T/calls.log"
+start_moto_proxy "$T/home" "$T/logs/moto_proxy.log" "$T/calls.log"
 echo "moto on :$MOTO_PORT, moto_proxy on :$PROXY_PORT"
 "$REG" start
 
