@@ -31,8 +31,9 @@ use ecr_cred::broker;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use support::broker::Broker;
 use support::fake_aws::{FakeAws, Mode};
 use support::{assume_role, files_under, Helper, Moto, Run};
 
@@ -384,93 +385,13 @@ fn helper_against_moto_leaks_no_secret_with_static_or_temporary_credentials() {
     scan.check("helper + moto");
 }
 
-fn broker_bin() -> PathBuf {
-    let bin = support::helper_bin().with_file_name("ecr-broker");
-    assert!(bin.is_file(), "build first: cargo build --release --workspace ({} is missing)", bin.display());
-    bin
-}
-
-/// An `ecr-broker --user` in a private folder (0755, so uid 65534 can reach a 0666 socket),
-/// logging at trace into `broker.log`. (After tests/broker_daemon.rs.)
-struct Broker {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start(fake: &FakeAws, config: &str) -> Broker {
-        let dir = tempfile::Builder::new().prefix("leak-broker-").tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
-        let child = Command::new(broker_bin())
-            .args(["--user", "--config"])
-            .arg(dir.path().join("config.toml"))
-            .arg("--socket")
-            .arg(dir.path().join("broker.sock"))
-            .arg("--state")
-            .arg(dir.path().join("state/state.json"))
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", dir.path())
-            .env("AWS_ENDPOINT_URL", fake.endpoint())
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_SESSION_TOKEN", FAKE_SESSION_TOKEN)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("ECR_LOG", "trace")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ecr-broker");
-        let b = Broker { child: Some(child), dir };
-        let start = Instant::now();
-        while broker::get(&b.socket(), "/healthz", Duration::from_secs(1)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "broker did not start:\n{}", b.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        b
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("broker.sock")
-    }
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state/state.json")
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
-    }
-
-    fn request(&self, path: &str) -> broker::Response {
-        broker::get(&self.socket(), path, Duration::from_secs(30)).unwrap_or_else(|e| panic!("broker request {path}: {e:?}"))
-    }
-
-    /// SIGTERM and wait: the state file is written on the way out.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "broker exited with {status} on SIGTERM:\n{}", self.log());
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(15), "broker did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A broker logging at trace, with temporary credentials (a session token to look for).
+fn start_broker(fake: &FakeAws, config: &str) -> Broker {
+    Broker::start_with_env(
+        fake,
+        config,
+        &[("AWS_ACCESS_KEY_ID", KEY_ID), ("AWS_SECRET_ACCESS_KEY", SECRET), ("AWS_SESSION_TOKEN", FAKE_SESSION_TOKEN), ("ECR_LOG", "trace")],
+    )
 }
 
 /// The helper as uid 65534 (nobody), asking `socket` for `host`; needs root.
@@ -517,7 +438,7 @@ fn broker_leaks_no_secret_in_answers_logs_or_files() {
     scan.never(FAKE_SESSION_TOKEN);
 
     // A user broker with the default socket mode.
-    let mut b = Broker::start(&fake, "");
+    let mut b = start_broker(&fake, "");
     assert_eq!(mode_of(&b.socket()), 0o600, "socket mode in user mode");
     let r = b.request(&format!("/v1/token?registry={HOST}"));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -557,16 +478,16 @@ fn broker_leaks_no_secret_in_answers_logs_or_files() {
     // The broker answers 502 (back-off); the helper then fetches for itself: a get answer.
     scan.run("helper via broker get (slot in back-off)", &r, true);
     scan.dir(h.home());
-    b.stop();
+    b.signal(libc::SIGTERM);
     assert_eq!(mode_of(&b.state()), 0o600, "broker state file");
     assert_eq!(mode_of(b.state().parent().unwrap()), 0o700, "broker state folder");
     scan.text("broker log (user broker)", b.log(), false);
-    scan.dir(b.dir.path());
+    scan.dir(&b.dir);
 
     // A broker that refuses: a 0666 socket, and a rule that serves uid 65534 another account only.
     if unsafe { libc::geteuid() } == 0 {
         let config = "socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n";
-        let mut b2 = Broker::start(&fake, config);
+        let mut b2 = start_broker(&fake, config);
         let r = b2.request(&format!("/v1/token?registry={HOST}"));
         assert_eq!(r.status, 200);
         scan.text("refusing broker /v1/token 200 (root)", r.body, true);
@@ -580,9 +501,9 @@ fn broker_leaks_no_secret_in_answers_logs_or_files() {
         let r = b2.request("/metrics");
         assert!(String::from_utf8_lossy(&r.body).contains("result=\"forbidden\"} 1"), "{}", String::from_utf8_lossy(&r.body));
         scan.text("refusing broker /metrics", r.body, false);
-        b2.stop();
+        b2.signal(libc::SIGTERM);
         scan.text("broker log (refusing broker)", b2.log(), false);
-        scan.dir(b2.dir.path());
+        scan.dir(&b2.dir);
         drop(b2);
     } else {
         eprintln!("secret_leak: not root: the refused-request part (a helper as uid 65534) is skipped");

@@ -7,8 +7,10 @@
 //!   machine's own AWS_*, SSL_* or proxy settings leaks in) and returns a [`Run`].
 //! - [`Moto`]: the patched moto server from tests/peers on a free port, with its call log.
 //! - [`fake_aws`]: a fake AWS endpoint in Rust for what moto cannot do.
+//! - [`broker`]: an `ecr-broker` process against the fake AWS.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod fake_aws;
 
 use std::collections::BTreeMap;
