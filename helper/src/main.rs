@@ -24,7 +24,8 @@ use clap::{Parser, Subcommand};
 Put {\"credHelpers\": {\"<account>.dkr.ecr.<region>.amazonaws.com\": \"ecr\"}} (or \"credsStore\": \"ecr\") \
 in ~/.docker/config.json and every pull and push to that registry gets a fresh token.\n\n\
 Environment: AWS_PROFILE and the rest of the AWS default credential chain; AWS_ECR_CACHE_DIR, \
-AWS_ECR_DISABLE_CACHE, AWS_ECR_IGNORE_CREDS_STORAGE; ECR_LOG (or RUST_LOG) for logs on stderr."
+AWS_ECR_DISABLE_CACHE, AWS_ECR_IGNORE_CREDS_STORAGE; ECR_BROKER_SOCKET (none: never ask an ecr-broker); \
+ECR_LOG (or RUST_LOG) for logs on stderr."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,11 +36,11 @@ struct Cli {
 enum Action {
     /// Print credentials for the registry server URL read from stdin (credential-helper protocol).
     Get,
-    /// Accept credentials from stdin; ECR tokens are never stored (credential-helper protocol).
+    /// Store credentials from stdin: ECR registries need none; others go to the OS keyring (credential-helper protocol).
     Store,
-    /// Accept a server URL from stdin; nothing is stored to erase (credential-helper protocol).
+    /// Erase the credentials of the server URL on stdin from the OS keyring; ECR registries have none (credential-helper protocol).
     Erase,
-    /// List the ECR registries this user has used or configured, as JSON.
+    /// List the ECR registries used or configured, and the registries in the OS keyring, as JSON.
     List,
     /// Print the version.
     Version,
