@@ -344,7 +344,11 @@ fn a_clock_that_jumps_past_expiry_never_gets_the_broker_s_held_token() {
     let (status, after) = broker.token(HOST);
     assert_eq!(status, 200, "{after}");
     assert_ne!(password(&after), password(&first), "the expired token was served after the clock jump");
-    assert_eq!(fake.calls("GetAuthorizationToken"), 2);
+    // The new token is expired too by the broker's (wrong) clock: it is passed on once, not
+    // kept, and the slot backs off instead of asking again and again.
+    std::thread::sleep(Duration::from_secs(3));
+    let calls = fake.calls("GetAuthorizationToken");
+    assert!((2..=5).contains(&calls), "{calls} upstream calls in 3 s with a skewed clock: a retry storm");
 }
 
 #[test]

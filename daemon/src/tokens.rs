@@ -193,13 +193,20 @@ impl TokenStore {
             st.upstream_calls += 1;
             match result {
                 Ok((token, principal)) => {
-                    st.failures = 0;
-                    st.backoff_until = 0.0;
-                    st.last_error = None;
+                    if !token.expired_on_arrival() {
+                        st.failures = 0;
+                        st.backoff_until = 0.0;
+                        st.last_error = None;
+                    }
                     if principal.is_some() {
                         st.principal = principal;
                     }
                     if token.expired_on_arrival() {
+                        // Passed on once, never kept, and backed off like a failure: otherwise the
+                        // refresher would find the slot empty and ask again at once, forever.
+                        st.failures += 1;
+                        st.backoff_until = now as f64 + backoff_secs(st.failures);
+                        st.last_error = Some("ECR returned an already expired token: is the clock wrong?".into());
                         tracing::warn!(identity = %slot.key.identity, region = %slot.key.region, "ECR returned an already expired token (clock skew?); passing it on once without keeping it");
                     } else {
                         st.refresh_at = jittered_refresh_at(&token);
@@ -210,8 +217,7 @@ impl TokenStore {
                 Err(e) => {
                     self.metrics.upstream_error();
                     st.failures += 1;
-                    let delay = (BACKOFF_FIRST_SECS * 2f64.powi(st.failures as i32 - 1)).min(BACKOFF_MAX_SECS);
-                    st.backoff_until = now as f64 + delay * (0.5 + 0.5 * random_unit());
+                    st.backoff_until = now as f64 + backoff_secs(st.failures);
                     let msg = e.to_string();
                     tracing::warn!(identity = %slot.key.identity, region = %slot.key.region, failures = st.failures, "token fetch failed: {msg}");
                     st.last_error = Some(msg.clone());
@@ -244,6 +250,13 @@ impl TokenStore {
         };
         Some(when.max(st.backoff_until))
     }
+}
+
+/// Seconds to wait after the `failures`-th failure in a row: 1 s doubling to 60 s, jittered
+/// down by up to half so that slots failing together do not retry together.
+fn backoff_secs(failures: u32) -> f64 {
+    let delay = (BACKOFF_FIRST_SECS * 2f64.powi(failures.max(1) as i32 - 1)).min(BACKOFF_MAX_SECS);
+    delay * (0.5 + 0.5 * random_unit())
 }
 
 /// A point in the last quarter of the token's life, spread over its first 40% so tokens
