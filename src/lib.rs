@@ -6,12 +6,15 @@
 //! - [`cache`]: the per-user token cache on disk.
 //! - [`broker`]: the broker's wire types and the helper's blocking client for it.
 //! - [`aws`]: the only module that talks to AWS (credentials, STS, ECR, ECR Public).
+//! - [`config`]: the TOML file of identities and rules, read by the broker and the helper.
 //! - [`paths`]: home, cache and config locations from the environment.
 //! - [`logging`]: stderr logging that never prints a secret.
 
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod broker;
+#[cfg(feature = "aws")]
+pub mod config;
 pub mod cache;
 pub mod identity;
 pub mod logging;

@@ -7,7 +7,6 @@
 //! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`state_file`], [`metrics`],
 //! [`systemd`].
 
-mod config;
 mod metrics;
 mod refresh;
 mod server;
@@ -17,7 +16,7 @@ mod tokens;
 mod upstream;
 
 use clap::Parser;
-use config::Config;
+use ecr_cred::config::{self, Config};
 use ecr_cred::registry::RegistryHost;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! with its caller identified by SO_PEERCRED, the HTTP routes, and a graceful shutdown that
 //! lets requests in flight finish.
 
-use crate::config::{Caller, Decision};
+use ecr_cred::config::{Caller, Decision};
 use crate::tokens::TokenStore;
 use bytes::Bytes;
 use ecr_cred::broker::{ErrorResponse, IdentityStatus, StatusResponse, TokenResponse, TokenStatus};

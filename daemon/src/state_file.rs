@@ -2,7 +2,7 @@
 //! broker serves at once without calling AWS. On load every entry is checked: expired tokens,
 //! identities that are gone or changed, and tokens from another endpoint are dropped.
 
-use crate::config::Config;
+use ecr_cred::config::Config;
 use crate::tokens::{SlotKey, TokenStore};
 use ecr_cred::aws::endpoint_override;
 use ecr_cred::cache::{read_private, write_private};

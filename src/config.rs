@@ -1,5 +1,6 @@
-//! The broker's TOML configuration: identities, the rules that map registries to an identity
-//! and say who may ask, what to prefetch, and where the socket and state file live.
+//! The TOML configuration shared by the broker and the helper: identities, the rules that map
+//! registries to an identity and say who may ask, what to prefetch, and where the socket and
+//! state file live.
 //!
 //! ```toml
 //! allow_gids = [998]                 # may ask for every registry (root and our own uid always may)
@@ -15,8 +16,8 @@
 //! allow_uids = [1000]
 //! ```
 
-use ecr_cred::aws::{AssumeRole, Identity};
-use ecr_cred::registry::{EndpointVariant, RegistryHost};
+use crate::aws::{AssumeRole, Identity};
+use crate::registry::{EndpointVariant, RegistryHost};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -225,7 +226,7 @@ impl RegistryPattern {
         };
         let region = match region {
             None | Some("*") => None,
-            Some(r) if ecr_cred::registry::valid_region(r) => Some(r.to_string()),
+            Some(r) if crate::registry::valid_region(r) => Some(r.to_string()),
             Some(_) => return None,
         };
         Some(RegistryPattern::Private { account, region })
