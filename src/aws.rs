@@ -62,7 +62,12 @@ impl FetchError {
     pub fn is_transient(&self) -> bool {
         match self {
             FetchError::Unreachable { .. } => true,
-            FetchError::Service { code, .. } => is_throttle(code) || code.starts_with("ServerException") || code.contains("InternalFailure") || code.contains("ServiceUnavailable"),
+            FetchError::Service { code, .. } => {
+                is_throttle(code)
+                    || code.starts_with("ServerException")
+                    || code.contains("InternalFailure")
+                    || code.contains("ServiceUnavailable")
+            }
             _ => false,
         }
     }
@@ -153,11 +158,7 @@ where
 /// It is part of the cache key so a test endpoint's tokens never serve real AWS.
 pub fn endpoint_override(variant: EndpointVariant) -> Option<String> {
     let specific = if variant == EndpointVariant::Public { "AWS_ENDPOINT_URL_ECR_PUBLIC" } else { "AWS_ENDPOINT_URL_ECR" };
-    [specific, "AWS_ENDPOINT_URL"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .map(|v| v.trim().to_string())
-        .find(|v| !v.is_empty())
+    [specific, "AWS_ENDPOINT_URL"].iter().filter_map(|v| std::env::var(v).ok()).map(|v| v.trim().to_string()).find(|v| !v.is_empty())
 }
 
 /// FIPS and dual-stack flags for the ECR client. The registry's own form decides, overriding
@@ -247,9 +248,8 @@ async fn base_config(region: &str) -> SdkConfig {
 
 fn profile_provider_config(region: &str) -> aws_config::provider_config::ProviderConfig {
     let mut s = shared().lock().unwrap();
-    let pc = s
-        .profiles
-        .get_or_insert_with(|| aws_config::provider_config::ProviderConfig::default().with_http_client(shared_http_client()));
+    let pc =
+        s.profiles.get_or_insert_with(|| aws_config::provider_config::ProviderConfig::default().with_http_client(shared_http_client()));
     // with_region keeps the cached parse.
     pc.clone().with_region(Some(Region::new(region.to_string())))
 }
@@ -264,7 +264,8 @@ pub async fn sdk_config(region: &str, identity: &Identity) -> SdkConfig {
             .configure(&profile_provider_config(region))
             .profile_name(p)
             .build();
-        base = base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build();
+        base =
+            base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build();
     }
     let Some(role) = &identity.role else { return base };
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
@@ -287,9 +288,7 @@ pub struct ResolvedCredentials {
 }
 
 pub async fn resolve_credentials(cfg: &SdkConfig) -> Result<ResolvedCredentials, FetchError> {
-    let provider = cfg
-        .credentials_provider()
-        .ok_or_else(|| FetchError::Credentials("no credential provider is configured".into()))?;
+    let provider = cfg.credentials_provider().ok_or_else(|| FetchError::Credentials("no credential provider is configured".into()))?;
     let creds = provider.provide_credentials().await.map_err(credentials_error)?;
     let expires_at = creds.expiry().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
     Ok(ResolvedCredentials { access_key_id: creds.access_key_id().to_string(), expires_at })
@@ -306,21 +305,14 @@ pub async fn caller_arn(cfg: &SdkConfig) -> Result<String, FetchError> {
 pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Token, FetchError> {
     let (b64, proxy, expires) = if registry.variant == EndpointVariant::Public {
         let conf = aws_sdk_ecrpublic::config::Builder::from(cfg).region(Region::new("us-east-1")).build();
-        let out = aws_sdk_ecrpublic::Client::from_conf(conf)
-            .get_authorization_token()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ECR Public", e))?;
+        let out =
+            aws_sdk_ecrpublic::Client::from_conf(conf).get_authorization_token().send().await.map_err(|e| sdk_error("ECR Public", e))?;
         let data = out.authorization_data().ok_or_else(|| FetchError::BadAnswer("ECR Public returned no authorization data".into()))?;
         (data.authorization_token().map(str::to_string), None, data.expires_at().map(|t| t.secs()))
     } else {
         let (fips, dual_stack) = endpoint_flags(registry.variant, endpoint_override(registry.variant).is_some());
         let conf = aws_sdk_ecr::config::Builder::from(cfg).use_fips(fips).use_dual_stack(dual_stack).build();
-        let out = aws_sdk_ecr::Client::from_conf(conf)
-            .get_authorization_token()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ECR", e))?;
+        let out = aws_sdk_ecr::Client::from_conf(conf).get_authorization_token().send().await.map_err(|e| sdk_error("ECR", e))?;
         let data = out.authorization_data().first().ok_or_else(|| FetchError::BadAnswer("ECR returned no authorization data".into()))?;
         (data.authorization_token().map(str::to_string), data.proxy_endpoint().map(str::to_string), data.expires_at().map(|t| t.secs()))
     };
@@ -381,9 +373,7 @@ pub async fn assume_role_with_web_identity(
             }
             other => other,
         })?;
-    let c = out
-        .credentials()
-        .ok_or_else(|| FetchError::BadAnswer("STS AssumeRoleWithWebIdentity returned no credentials".into()))?;
+    let c = out.credentials().ok_or_else(|| FetchError::BadAnswer("STS AssumeRoleWithWebIdentity returned no credentials".into()))?;
     Ok(TemporaryCredentials {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: c.secret_access_key().to_string(),

@@ -276,13 +276,7 @@ mod tests {
     use super::*;
 
     fn token(fetched: i64, expires: i64) -> Token {
-        Token {
-            username: "AWS".into(),
-            password: "pw".into(),
-            proxy_endpoint: None,
-            fetched_at: fetched,
-            expires_at: expires,
-        }
+        Token { username: "AWS".into(), password: "pw".into(), proxy_endpoint: None, fetched_at: fetched, expires_at: expires }
     }
 
     fn key(p: &str) -> TokenKey {

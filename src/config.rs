@@ -113,7 +113,10 @@ impl Config {
                 ));
             }
             if rule.identity != DEFAULT_IDENTITY && !self.identities.contains_key(&rule.identity) {
-                return Err(format!("rule for {:?} names identity {:?}, which is not defined under [identities]", rule.registry, rule.identity));
+                return Err(format!(
+                    "rule for {:?} names identity {:?}, which is not defined under [identities]",
+                    rule.registry, rule.identity
+                ));
             }
         }
         for host in &self.prefetch {
@@ -185,7 +188,12 @@ impl Config {
                 Some(r) => format!("the rule for {:?}", r.registry),
                 None => "no rule".to_string(),
             };
-            Decision::Deny { reason: format!("uid {} may not get tokens for {}: {} allows it (see allow_uids/allow_gids in the broker config)", caller.uid, registry.host, which) }
+            Decision::Deny {
+                reason: format!(
+                    "uid {} may not get tokens for {}: {} allows it (see allow_uids/allow_gids in the broker config)",
+                    caller.uid, registry.host, which
+                ),
+            }
         }
     }
 }

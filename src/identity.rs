@@ -108,9 +108,7 @@ impl CredentialSource {
 fn aws_files() -> [PathBuf; 2] {
     let home = crate::paths::home_dir().unwrap_or_default();
     let config = std::env::var_os("AWS_CONFIG_FILE").map(PathBuf::from).unwrap_or_else(|| home.join(".aws/config"));
-    let creds = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws/credentials"));
+    let creds = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).unwrap_or_else(|| home.join(".aws/credentials"));
     [config, creds]
 }
 

@@ -13,9 +13,9 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod broker;
+pub mod cache;
 #[cfg(feature = "aws")]
 pub mod config;
-pub mod cache;
 pub mod identity;
 pub mod logging;
 pub mod paths;

@@ -14,13 +14,9 @@ const NOISY_SECRET_TARGETS: &[&str] =
 pub fn init(default: &str) {
     let spec = std::env::var("ECR_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| default.to_string());
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(default));
-    let no_secret_traces = FilterFn::new(|meta| {
-        !(*meta.level() == Level::TRACE && NOISY_SECRET_TARGETS.iter().any(|t| meta.target().starts_with(t)))
-    });
+    let no_secret_traces =
+        FilterFn::new(|meta| !(*meta.level() == Level::TRACE && NOISY_SECRET_TARGETS.iter().any(|t| meta.target().starts_with(t))));
     use std::io::IsTerminal;
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(true);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(true);
     let _ = tracing_subscriber::registry().with(no_secret_traces).with(fmt.with_filter(filter)).try_init();
 }

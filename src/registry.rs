@@ -115,13 +115,7 @@ const PARTITIONS: &[Partition] = &[
     Partition { suffix: "amazonaws.com", classic: true, dual_stack: false, fips: true, region_ok: region_commercial },
     Partition { suffix: "amazonaws.com.cn", classic: true, dual_stack: false, fips: false, region_ok: region_china },
     Partition { suffix: "on.aws", classic: false, dual_stack: true, fips: true, region_ok: region_commercial },
-    Partition {
-        suffix: "on.amazonwebservices.com.cn",
-        classic: false,
-        dual_stack: true,
-        fips: false,
-        region_ok: region_china,
-    },
+    Partition { suffix: "on.amazonwebservices.com.cn", classic: false, dual_stack: true, fips: false, region_ok: region_china },
     Partition { suffix: "amazonaws.eu", classic: true, dual_stack: false, fips: false, region_ok: region_eusc },
     Partition { suffix: "c2s.ic.gov", classic: true, dual_stack: false, fips: true, region_ok: region_iso },
     Partition { suffix: "sc2s.sgov.gov", classic: true, dual_stack: false, fips: true, region_ok: region_isob },
@@ -141,12 +135,7 @@ impl RegistryHost {
         }
         let host = host_of(input)?;
         if PUBLIC_HOSTS.contains(&host.as_str()) {
-            return Some(RegistryHost {
-                host,
-                account: None,
-                region: "us-east-1".to_string(),
-                variant: EndpointVariant::Public,
-            });
+            return Some(RegistryHost { host, account: None, region: "us-east-1".to_string(), variant: EndpointVariant::Public });
         }
         parse_private(&host)
     }

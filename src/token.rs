@@ -63,12 +63,7 @@ pub const MIN_REMAINING_SECS: i64 = 60;
 
 impl Token {
     /// Decode ECR's `base64("AWS:<password>")` answer.
-    pub fn from_authorization(
-        b64: &str,
-        proxy_endpoint: Option<String>,
-        fetched_at: i64,
-        expires_at: i64,
-    ) -> Result<Token, TokenError> {
+    pub fn from_authorization(b64: &str, proxy_endpoint: Option<String>, fetched_at: i64, expires_at: i64) -> Result<Token, TokenError> {
         if b64.trim().is_empty() {
             return Err(TokenError::Empty);
         }
@@ -125,10 +120,7 @@ impl Token {
 
 /// Current Unix time in seconds.
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -207,7 +207,11 @@ fn sighup_reloads_the_config_and_keeps_unchanged_identities_tokens() {
     let fake = FakeAws::start();
     let mut broker = Broker::start(&fake, "");
     broker.token(HOST);
-    std::fs::write(broker.config_path(), "[identities.other]\nprofile = \"other\"\n[[rules]]\nregistry = \"210987654321\"\nidentity = \"other\"\n").unwrap();
+    std::fs::write(
+        broker.config_path(),
+        "[identities.other]\nprofile = \"other\"\n[[rules]]\nregistry = \"210987654321\"\nidentity = \"other\"\n",
+    )
+    .unwrap();
     let pid = broker.child.as_ref().unwrap().id() as i32;
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let start = Instant::now();
@@ -365,11 +369,6 @@ fn a_profile_identity_uses_its_profile_not_the_broker_s_environment_keys() {
     );
     assert_eq!(broker.token(OTHER_ACCOUNT).0, 200, "{}", broker.log());
     assert_eq!(broker.token(HOST).0, 200, "{}", broker.log());
-    let keys: Vec<String> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.op == "GetAuthorizationToken")
-        .map(|r| r.access_key_id.clone())
-        .collect();
+    let keys: Vec<String> = fake.requests().iter().filter(|r| r.op == "GetAuthorizationToken").map(|r| r.access_key_id.clone()).collect();
     assert_eq!(keys, vec!["AKIAPROFILEKEY000001".to_string(), KEY_ID.to_string()], "profile identity, then the default chain");
 }

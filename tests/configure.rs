@@ -371,7 +371,10 @@ fn an_unwritable_folder_is_reported_and_nothing_changes() {
             let run = h.run(&["configure", "--registry", A], b"");
             assert_refused(&run, &cfg, old, 0o600, &["config.json".to_string()], "immutable folder");
         }
-        None => panic!("chattr +i did not work on {}: this test needs e2fsprogs' chattr on a file system that supports it (ext4 does)", dir.display()),
+        None => panic!(
+            "chattr +i did not work on {}: this test needs e2fsprogs' chattr on a file system that supports it (ext4 does)",
+            dir.display()
+        ),
     }
 
     // The file itself immutable.

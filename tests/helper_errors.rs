@@ -267,11 +267,8 @@ fn list_names_asked_for_and_configured_ecr_registries() {
     // ~/.docker/config.json when DOCKER_CONFIG is not set.
     let mut h2 = Helper::new();
     std::fs::create_dir(h2.home().join(".docker")).unwrap();
-    std::fs::write(
-        h2.home().join(".docker/config.json"),
-        r#"{"credHelpers":{"123456789012.dkr.ecr.us-east-2.amazonaws.com":"ecr"}}"#,
-    )
-    .unwrap();
+    std::fs::write(h2.home().join(".docker/config.json"), r#"{"credHelpers":{"123456789012.dkr.ecr.us-east-2.amazonaws.com":"ecr"}}"#)
+        .unwrap();
     let run = h2.run(&["list"], b"");
     assert_eq!(run.json(), serde_json::json!({"https://123456789012.dkr.ecr.us-east-2.amazonaws.com":"AWS"}), "{run:#?}");
     // A corrupt docker config is not an error.
@@ -328,9 +325,13 @@ fn a_populated_cache_survives_bad_input() {
         assert!(!r.stderr.contains("panicked"), "{r:#?}");
     }
     let after = std::fs::read(&file).unwrap();
-    assert!(before == after, "tokens.json changed:\nbefore: {}\nafter: {}", String::from_utf8_lossy(&before), String::from_utf8_lossy(&after));
+    assert!(
+        before == after,
+        "tokens.json changed:\nbefore: {}\nafter: {}",
+        String::from_utf8_lossy(&before),
+        String::from_utf8_lossy(&after)
+    );
     // And still serves.
     assert_eq!(helper.get(US_EAST_1).json()["Secret"], "fake-token-1");
     assert_eq!(fake.calls("GetAuthorizationToken"), 1);
 }
-

@@ -20,11 +20,8 @@ const MOTO_PASSWORD: &str = "123456789012-auth-token";
 const AKID: &str = "AKIATESTKUBELET00001";
 const SECRET: &str = "kubelet-provider-secret-access-key-01";
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-const API_VERSIONS: [&str; 3] = [
-    "credentialprovider.kubelet.k8s.io/v1",
-    "credentialprovider.kubelet.k8s.io/v1beta1",
-    "credentialprovider.kubelet.k8s.io/v1alpha1",
-];
+const API_VERSIONS: [&str; 3] =
+    ["credentialprovider.kubelet.k8s.io/v1", "credentialprovider.kubelet.k8s.io/v1beta1", "credentialprovider.kubelet.k8s.io/v1alpha1"];
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
 /// A role in another account: moto hands its temporary keys tokens of that account.
 const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/ecr-puller";
@@ -119,7 +116,10 @@ impl Provider {
     /// The node's identity: static keys, pointed at `endpoint`.
     fn with_aws(endpoint: &str) -> Provider {
         let mut p = Provider::new();
-        p.env("AWS_ENDPOINT_URL", endpoint).env("AWS_ACCESS_KEY_ID", AKID).env("AWS_SECRET_ACCESS_KEY", SECRET).env("AWS_REGION", "us-east-1");
+        p.env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "us-east-1");
         p
     }
 
@@ -225,7 +225,8 @@ fn every_api_version_both_invocations_strict_response() {
                     && duration.is_some_and(|d| d > 0.0 && d < 43200.0 && d <= 6.0 * 3600.0)
                     && run.stdout.lines().count() == 1;
                 if !ok {
-                    failures.push(format!("{what}: want {registry} -> AWS/{MOTO_PASSWORD}, 0 < cacheDuration < 12h; got {r:#?} from {run:#?}"));
+                    failures
+                        .push(format!("{what}: want {registry} -> AWS/{MOTO_PASSWORD}, 0 < cacheDuration < 12h; got {r:#?} from {run:#?}"));
                 }
                 assert!(!run.stderr.contains(MOTO_PASSWORD), "no token on stderr: {run:#?}");
             }
@@ -370,18 +371,53 @@ fn bad_requests_and_arguments_fail_cleanly() {
         ("malformed JSON", vec!["get-credentials"], r#"{"apiVersion": "#.into(), "not valid JSON"),
         ("not an object", vec!["get-credentials"], "[1,2]".into(), "not a JSON object"),
         ("empty stdin", vec!["get-credentials"], "".into(), "empty request"),
-        ("unknown apiVersion", vec!["get-credentials"], request("credentialprovider.kubelet.k8s.io/v2", &image).to_string(), "unsupported apiVersion"),
-        ("no apiVersion", vec!["get-credentials"], serde_json::json!({"kind": "CredentialProviderRequest", "image": image}).to_string(), "no apiVersion"),
-        ("wrong kind", vec!["get-credentials"], serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderResponse", "image": image}).to_string(), "unexpected kind"),
-        ("missing image", vec!["get-credentials"], serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderRequest"}).to_string(), "no image"),
+        (
+            "unknown apiVersion",
+            vec!["get-credentials"],
+            request("credentialprovider.kubelet.k8s.io/v2", &image).to_string(),
+            "unsupported apiVersion",
+        ),
+        (
+            "no apiVersion",
+            vec!["get-credentials"],
+            serde_json::json!({"kind": "CredentialProviderRequest", "image": image}).to_string(),
+            "no apiVersion",
+        ),
+        (
+            "wrong kind",
+            vec!["get-credentials"],
+            serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderResponse", "image": image}).to_string(),
+            "unexpected kind",
+        ),
+        (
+            "missing image",
+            vec!["get-credentials"],
+            serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderRequest"}).to_string(),
+            "no image",
+        ),
         ("empty image", vec!["get-credentials"], request(v1, "").to_string(), "no image"),
-        ("image not a string", vec!["get-credentials"], serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderRequest", "image": 5}).to_string(), "`image` is not a string"),
+        (
+            "image not a string",
+            vec!["get-credentials"],
+            serde_json::json!({"apiVersion": v1, "kind": "CredentialProviderRequest", "image": 5}).to_string(),
+            "`image` is not a string",
+        ),
         ("non-ECR image", vec!["get-credentials"], request(v1, "docker.io/library/alpine").to_string(), "not in an Amazon ECR registry"),
-        ("look-alike image", vec!["get-credentials"], request(v1, &format!("{HOST}.evil.com/app")).to_string(), "not in an Amazon ECR registry"),
+        (
+            "look-alike image",
+            vec!["get-credentials"],
+            request(v1, &format!("{HOST}.evil.com/app")).to_string(),
+            "not in an Amazon ECR registry",
+        ),
         ("unknown argument", vec!["--frobnicate"], request(v1, &image).to_string(), "unknown argument"),
         ("extra argument", vec!["get-credentials", "more"], request(v1, &image).to_string(), "unknown argument"),
         ("bad role ARN", vec!["get-credentials"], sa_request(&image, "tok", Some("not-an-arn")).to_string(), "not an IAM role ARN"),
-        ("oversized", vec!["get-credentials"], format!(r#"{{"apiVersion":"{v1}","kind":"CredentialProviderRequest","image":"{image}","x":"{}"}}"#, "a".repeat(1 << 20)), "larger than 1 MiB"),
+        (
+            "oversized",
+            vec!["get-credentials"],
+            format!(r#"{{"apiVersion":"{v1}","kind":"CredentialProviderRequest","image":"{image}","x":"{}"}}"#, "a".repeat(1 << 20)),
+            "larger than 1 MiB",
+        ),
     ];
     for (what, args, stdin, needle) in &cases {
         for how in [Invocation::Symlink, Invocation::Subcommand] {

@@ -390,7 +390,12 @@ fn start_broker(fake: &FakeAws, config: &str) -> Broker {
     Broker::start_with_env(
         fake,
         config,
-        &[("AWS_ACCESS_KEY_ID", KEY_ID), ("AWS_SECRET_ACCESS_KEY", SECRET), ("AWS_SESSION_TOKEN", FAKE_SESSION_TOKEN), ("ECR_LOG", "trace")],
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_SESSION_TOKEN", FAKE_SESSION_TOKEN),
+            ("ECR_LOG", "trace"),
+        ],
     )
 }
 

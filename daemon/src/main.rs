@@ -63,11 +63,15 @@ fn defaults(user_mode: bool) -> Defaults {
         };
     }
     let home = ecr_cred::paths::home_dir().unwrap_or_else(|| PathBuf::from("."));
-    let xdg = |var: &str, fallback: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.join(fallback));
+    let xdg = |var: &str, fallback: &str| {
+        std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.join(fallback))
+    };
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     Defaults {
         config: xdg("XDG_CONFIG_HOME", ".config").join("ecr-broker/config.toml"),
-        socket: runtime.map(|r| r.join("ecr-broker.sock")).unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
+        socket: runtime
+            .map(|r| r.join("ecr-broker.sock"))
+            .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
         state: xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/state.json"),
         socket_mode: 0o600,
     }

@@ -48,7 +48,11 @@ impl Metrics {
         );
         counter("ecr_broker_cache_hits_total", "Token requests answered without an upstream call.", &[("", self.cache_hits.load(Relaxed))]);
         counter("ecr_broker_upstream_calls_total", "GetAuthorizationToken calls made to AWS.", &[("", self.upstream_calls.load(Relaxed))]);
-        counter("ecr_broker_upstream_errors_total", "GetAuthorizationToken calls that failed.", &[("", self.upstream_errors.load(Relaxed))]);
+        counter(
+            "ecr_broker_upstream_errors_total",
+            "GetAuthorizationToken calls that failed.",
+            &[("", self.upstream_errors.load(Relaxed))],
+        );
         out.push_str("# HELP ecr_broker_token_seconds_remaining Seconds until a held token expires.\n# TYPE ecr_broker_token_seconds_remaining gauge\n");
         for (identity, region, variant, left) in tokens {
             out.push_str(&format!(

@@ -25,10 +25,7 @@ pub async fn run(store: Arc<TokenStore>, mut shutdown: tokio::sync::watch::Recei
                 None => {}
             }
         }
-        let wait = next
-            .map(|due| Duration::from_secs_f64((due - now_unix() as f64).max(0.05)))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+        let wait = next.map(|due| Duration::from_secs_f64((due - now_unix() as f64).max(0.05))).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = store.wake.notified() => {}

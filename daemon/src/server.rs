@@ -2,10 +2,10 @@
 //! with its caller identified by SO_PEERCRED, the HTTP routes, and a graceful shutdown that
 //! lets requests in flight finish.
 
-use ecr_cred::config::{Caller, Decision};
 use crate::tokens::TokenStore;
 use bytes::Bytes;
 use ecr_cred::broker::{ErrorResponse, IdentityStatus, StatusResponse, TokenResponse, TokenStatus};
+use ecr_cred::config::{Caller, Decision};
 use ecr_cred::registry::RegistryHost;
 use ecr_cred::token::now_unix;
 use http_body_util::Full;
@@ -50,11 +50,7 @@ impl App {
 /// never a live broker's.
 pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<std::os::unix::net::UnixListener, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -71,7 +67,8 @@ pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<std::os::unix:
     if let Some(gid) = group {
         std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
     Ok(listener)
 }
 

@@ -2,10 +2,10 @@
 //! broker serves at once without calling AWS. On load every entry is checked: expired tokens,
 //! identities that are gone or changed, and tokens from another endpoint are dropped.
 
-use ecr_cred::config::Config;
 use crate::tokens::{SlotKey, TokenStore};
 use ecr_cred::aws::endpoint_override;
 use ecr_cred::cache::{read_private, write_private};
+use ecr_cred::config::Config;
 use ecr_cred::identity::hex;
 use ecr_cred::registry::EndpointVariant;
 use ecr_cred::token::{now_unix, Token};

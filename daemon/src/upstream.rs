@@ -5,9 +5,9 @@
 //! refreshes; they share one HTTP client and one parse of the AWS config files. STS GetCallerIdentity runs beside the token call to learn the principal for
 //! `/v1/status`; its failure does not matter.
 
-use ecr_cred::config::Config;
 use crate::tokens::SlotKey;
 use ecr_cred::aws::{self, FetchError, Identity};
+use ecr_cred::config::Config;
 use ecr_cred::registry::RegistryHost;
 use ecr_cred::token::Token;
 use std::collections::HashMap;

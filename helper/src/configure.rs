@@ -207,8 +207,9 @@ impl Plan {
     fn make(path: PathBuf, hosts: &[String]) -> Result<Plan, String> {
         let fail = |p: &Path, what: String| format!("{}: {what}; nothing was changed", p.display());
         let real = match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(&path)
-                .map_err(|e| fail(&path, format!("is a symbolic link that cannot be followed ({e})")))?,
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(&path).map_err(|e| fail(&path, format!("is a symbolic link that cannot be followed ({e})")))?
+            }
             _ => path.clone(),
         };
         let old = match fs::metadata(&real) {
@@ -293,11 +294,7 @@ impl Plan {
             return s;
         }
         match &self.old {
-            Some(_) => s.push_str(&format!(
-                "updated {} (previous content saved as {})\n",
-                self.shown(),
-                self.backup_path().display()
-            )),
+            Some(_) => s.push_str(&format!("updated {} (previous content saved as {})\n", self.shown(), self.backup_path().display())),
             None => s.push_str(&format!("created {}\n", self.shown())),
         }
         for h in &self.added {
@@ -385,14 +382,8 @@ impl Staged {
     fn prepare(plan: &Plan) -> Result<Staged, String> {
         let dest = plan.real.clone();
         let fail = |what: String| format!("{}: {what}; nothing was changed", dest.display());
-        let mut s = Staged {
-            dest: dest.clone(),
-            new_tmp: None,
-            backup: None,
-            backup_existed: false,
-            created_dirs: Vec::new(),
-            committed: false,
-        };
+        let mut s =
+            Staged { dest: dest.clone(), new_tmp: None, backup: None, backup_existed: false, created_dirs: Vec::new(), committed: false };
         let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         match &plan.old {
             Some(old) => {
@@ -597,8 +588,14 @@ mod tests {
 
     #[test]
     fn hosts_are_canonical_and_keep_ports() {
-        assert_eq!(canonical_host("https://123456789012.DKR.ecr.us-east-1.amazonaws.com/v2/").unwrap(), "123456789012.dkr.ecr.us-east-1.amazonaws.com");
-        assert_eq!(canonical_host("123456789012.dkr.ecr.us-east-1.amazonaws.com:5443").unwrap(), "123456789012.dkr.ecr.us-east-1.amazonaws.com:5443");
+        assert_eq!(
+            canonical_host("https://123456789012.DKR.ecr.us-east-1.amazonaws.com/v2/").unwrap(),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            canonical_host("123456789012.dkr.ecr.us-east-1.amazonaws.com:5443").unwrap(),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:5443"
+        );
         assert_eq!(canonical_host("public.ecr.aws").unwrap(), "public.ecr.aws");
         assert!(canonical_host("docker.io").unwrap_err().contains("docker.io"));
     }

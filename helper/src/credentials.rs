@@ -72,10 +72,7 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
         }
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| GetError::Runtime(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GetError::Runtime(e.to_string()))?;
     let fetched = runtime.block_on(fetch(registry, endpoint.as_deref(), &snapshot, now)).map_err(GetError::Fetch)?;
 
     let Fetched { principal, credentials_expire, token, from_cache } = fetched;
@@ -161,9 +158,7 @@ pub fn known_registries() -> Vec<RegistryHost> {
 
 /// Hosts that `$DOCKER_CONFIG/config.json` sends to this helper through `credHelpers`.
 fn configured_registries() -> Vec<String> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| paths::home_dir().map(|h| h.join(".docker")));
+    let dir = std::env::var_os("DOCKER_CONFIG").map(std::path::PathBuf::from).or_else(|| paths::home_dir().map(|h| h.join(".docker")));
     let Some(text) = dir.and_then(|d| std::fs::read_to_string(d.join("config.json")).ok()) else { return Vec::new() };
     let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
     let Some(helpers) = config.get("credHelpers").and_then(|h| h.as_object()) else { return Vec::new() };

@@ -39,11 +39,8 @@ pub struct KubeletArgs {
 pub const PROVIDER_CONFIG: &str = include_str!("../../packaging/kubernetes/credential-provider-config.yaml");
 
 /// The API group of the exec plugin protocol, and the versions kubelet speaks.
-const API_VERSIONS: &[&str] = &[
-    "credentialprovider.kubelet.k8s.io/v1",
-    "credentialprovider.kubelet.k8s.io/v1beta1",
-    "credentialprovider.kubelet.k8s.io/v1alpha1",
-];
+const API_VERSIONS: &[&str] =
+    &["credentialprovider.kubelet.k8s.io/v1", "credentialprovider.kubelet.k8s.io/v1beta1", "credentialprovider.kubelet.k8s.io/v1alpha1"];
 const REQUEST_KIND: &str = "CredentialProviderRequest";
 const RESPONSE_KIND: &str = "CredentialProviderResponse";
 
@@ -104,7 +101,10 @@ fn respond(args: &KubeletArgs) -> Result<String, String> {
         kind: RESPONSE_KIND,
         cache_key_type: "Registry",
         cache_duration: go_duration(cache_secs(token.expires_at, now)),
-        auth: BTreeMap::from([(request.registry.clone(), AuthConfig { username: token.username.clone(), password: token.password.clone() })]),
+        auth: BTreeMap::from([(
+            request.registry.clone(),
+            AuthConfig { username: token.username.clone(), password: token.password.clone() },
+        )]),
     };
     let mut body = serde_json::to_string(&response).map_err(|e| format!("could not encode the response: {e}"))?;
     body.push('\n');
@@ -339,10 +339,7 @@ fn token_for_service_account(registry: &RegistryHost, wi: &WebIdentity) -> Resul
             return Ok(token.clone());
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("internal error: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("internal error: {e}"))?;
     let token = runtime
         .block_on(async {
             let creds = aws::assume_role_with_web_identity(&registry.region, &wi.role_arn, ROLE_SESSION_NAME, &wi.token).await?;

@@ -65,7 +65,9 @@ fn usage_error(e: &clap::Error) -> String {
             let what = e.get(ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
             format!("unknown action {what:?}: expected {ACTIONS}")
         }
-        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => format!("no action given: expected {ACTIONS}"),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            format!("no action given: expected {ACTIONS}")
+        }
         _ => e.render().to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string(),
     }
 }

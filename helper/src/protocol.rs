@@ -129,10 +129,8 @@ pub fn erase(input: &str) -> Result<String, Failure> {
 /// `list`: the ECR registries this user has asked for or configured, `{"https://host":"AWS"}`,
 /// and the other registries stored in the keyring with their user names.
 pub fn list() -> Result<String, Failure> {
-    let mut map: serde_json::Map<String, serde_json::Value> = crate::keychain::list()
-        .into_iter()
-        .map(|(url, user)| (url, serde_json::Value::String(user)))
-        .collect();
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        crate::keychain::list().into_iter().map(|(url, user)| (url, serde_json::Value::String(user))).collect();
     for r in credentials::known_registries() {
         map.insert(r.server_url(), serde_json::Value::String("AWS".into()));
     }

@@ -66,7 +66,10 @@ pub fn broker_table(s: &StatusResponse, now: i64) -> String {
         s.upstream_calls,
         s.upstream_errors
     );
-    out.push_str(&table(&["IDENTITY", "REGION", "VARIANT", "PRINCIPAL", "EXPIRES IN", "REFRESH IN", "CALLS", "REGISTRIES", "LAST ERROR"], &rows));
+    out.push_str(&table(
+        &["IDENTITY", "REGION", "VARIANT", "PRINCIPAL", "EXPIRES IN", "REFRESH IN", "CALLS", "REGISTRIES", "LAST ERROR"],
+        &rows,
+    ));
     out
 }
 

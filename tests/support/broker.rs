@@ -135,4 +135,3 @@ impl Drop for Broker {
         }
     }
 }
-

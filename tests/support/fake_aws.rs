@@ -197,10 +197,8 @@ fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<HttpRequest>> {
     let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
     let mut lines = head.split("\r\n");
     let _request_line = lines.next().unwrap_or("");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let mut req = HttpRequest { headers, body: buf[header_end + 4..].to_vec() };
     let len: usize = req.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0).min(MAX_BODY_BYTES);
     if req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
@@ -280,11 +278,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nx-amzn-RequestId: fake-{}\r\nConnection: close\r\n\r\n",
-        resp.body.len(),
-        n
-    ));
+    out.push_str(&format!("Content-Length: {}\r\nx-amzn-RequestId: fake-{}\r\nConnection: close\r\n\r\n", resp.body.len(), n));
     out.push_str(&resp.body);
     conn.write_all(out.as_bytes())?;
     conn.flush()?;
@@ -327,12 +321,14 @@ fn token_response(op: &str, mode: Mode, lifetime: i64, n: usize) -> Response {
 }
 
 fn sts_response(mode: Mode, arn: &str) -> Response {
-    let xml_error = |status: u16, code: &str, message: &str| Response {
+    let xml_error = |status: u16, code: &str, message: &str| {
+        Response {
         status,
         headers: vec![("Content-Type", "text/xml".into())],
         body: format!(
             "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
         ),
+    }
     };
     match mode {
         Mode::Deny => xml_error(403, "AccessDenied", "User is not authorized to perform: sts:GetCallerIdentity"),

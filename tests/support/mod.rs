@@ -63,8 +63,7 @@ impl Run {
     }
     /// The parsed JSON answer of a successful `get`.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
     }
 }
 
@@ -145,7 +144,8 @@ impl Helper {
 pub fn run_command(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Run {
     let start = Instant::now();
     let what = format!("{:?}", cmd.get_program());
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut sin = child.stdin.take().unwrap();
     let input = stdin.to_vec();
     // The program may stop reading early (size limit): a broken pipe is not our failure.
@@ -253,10 +253,8 @@ impl Moto {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
-                    last_err = format!(
-                        "moto exited ({status}): {}",
-                        std::fs::read_to_string(dir.path().join("moto.stderr")).unwrap_or_default()
-                    );
+                    last_err =
+                        format!("moto exited ({status}): {}", std::fs::read_to_string(dir.path().join("moto.stderr")).unwrap_or_default());
                     break;
                 }
                 if http_answers(port) {
