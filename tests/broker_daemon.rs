@@ -142,7 +142,7 @@ fn a_broker_killed_under_load_loses_no_helper_request() {
 #[test]
 fn a_policy_refusal_reaches_the_user_and_is_not_bypassed() {
     let fake = FakeAws::start();
-    let config = format!("socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n");
+    let config = "socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n".to_string();
     let broker = Broker::start(&fake, &config);
     let nobody = |host: &str| {
         let out = Command::new(support::helper_bin())

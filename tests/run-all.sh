@@ -2,11 +2,12 @@
 # Job: run every test of the project on this machine, installing the real peers first.
 #   1. tests/peers/install.sh   Debian's skopeo, podman, buildah, containerd, docker.io,
 #                               docker-registry, amazon-ecr-credential-helper; moto in a venv
-#   2. cargo build --release    once; every later step reuses target/release
-#   3. cargo test --release     unit tests, helper and broker integration tests
-#   4. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
-#   5. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
-#   6. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
+#   2. cargo fmt --check, cargo clippy -D warnings (every target of the workspace)
+#   3. cargo build --release    once; every later step reuses target/release
+#   4. cargo test --release     unit tests, helper and broker integration tests
+#   5. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
+#   6. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
+#   7. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
 # Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test peers"
 tests/peers/install.sh
+
+step "formatting and lints"
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 step "building (release)"
 cargo build --release --workspace --locked
