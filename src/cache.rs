@@ -399,6 +399,10 @@ mod tests {
         assert!(c.tokens.is_empty(), "a token in its last minute is dropped");
         c.put_source("fp", "arn:p", T0 + 3600);
         c.prune(T0 + 3599);
+        assert_eq!(c.sources.len(), 1, "kept before its deadline");
+        c.prune(T0 + 3600);
+        assert!(c.sources.is_empty(), "dropped at its deadline");
+        c.put_source("fp", "arn:p", T0 + 3600);
         assert_eq!(c.principal_for("fp", T0 + 3599), Some("arn:p"));
         assert_eq!(c.principal_for("fp", T0 + 3600), None);
         assert_eq!(c.principal_for("other", T0), None);
@@ -533,5 +537,17 @@ mod tests {
     fn the_effective_uid_is_the_owner_of_files_we_create() {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(fs::metadata(tmp.path()).unwrap().uid(), euid());
+    }
+
+    #[test]
+    fn a_folder_closed_to_others_keeps_its_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        for mode in [0o700, 0o500] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            TokenCache::open(&dir).unwrap();
+            assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, mode, "{mode:o} is not changed");
+        }
     }
 }

@@ -172,7 +172,7 @@ fn host_of(input: &str) -> Option<String> {
     }
     let host = match authority.split_once(':') {
         Some((h, port)) => {
-            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
+            if !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
                 return None;
             }
             h
@@ -490,5 +490,14 @@ mod tests {
         let r = RegistryHost::parse("https://PUBLIC.ECR.AWS/x").unwrap();
         assert_eq!(r.to_string(), "public.ecr.aws");
         assert_eq!(r.server_url(), "https://public.ecr.aws");
+    }
+
+    #[test]
+    fn host_of_keeps_only_letters_digits_dashes_and_dots() {
+        assert_eq!(host_of("Exa-mple.COM:8080/x").as_deref(), Some("exa-mple.com"));
+        assert_eq!(host_of("a.b.").as_deref(), Some("a.b"));
+        for junk in ["exa_mple.com", "exa mple.com", "example.com\0", "exa%2emple.com", "ex*ample.com", "", "https://:1"] {
+            assert_eq!(host_of(junk), None, "{junk:?}");
+        }
     }
 }
