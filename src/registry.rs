@@ -153,7 +153,8 @@ impl fmt::Display for RegistryHost {
 }
 
 /// Extract the lower-case host from a server URL: strip white space, an `http(s)://` scheme,
-/// a path, a port and one trailing dot. `None` for user info, IP literals or junk.
+/// a path, a port and one trailing dot. `None` for junk: a host of anything but letters, digits,
+/// `-` and `.`, which refuses user info (`user@host`) and IP literals (`[::1]`) too.
 fn host_of(input: &str) -> Option<String> {
     let s = input.trim();
     let lower = s.to_ascii_lowercase();
@@ -167,9 +168,6 @@ fn host_of(input: &str) -> Option<String> {
         lower.as_str()
     };
     let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.contains('@') || authority.starts_with('[') {
-        return None;
-    }
     let host = match authority.split_once(':') {
         Some((h, port)) => {
             if !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
@@ -496,7 +494,19 @@ mod tests {
     fn host_of_keeps_only_letters_digits_dashes_and_dots() {
         assert_eq!(host_of("Exa-mple.COM:8080/x").as_deref(), Some("exa-mple.com"));
         assert_eq!(host_of("a.b.").as_deref(), Some("a.b"));
-        for junk in ["exa_mple.com", "exa mple.com", "example.com\0", "exa%2emple.com", "ex*ample.com", "", "https://:1"] {
+        for junk in [
+            "user@example.com",
+            "a:1@example.com",
+            "[::1]:5000",
+            "[::1]",
+            "exa_mple.com",
+            "exa mple.com",
+            "example.com\0",
+            "exa%2emple.com",
+            "ex*ample.com",
+            "",
+            "https://:1",
+        ] {
             assert_eq!(host_of(junk), None, "{junk:?}");
         }
     }

@@ -6,7 +6,9 @@
 #   tests/mutants.sh --diff [--base REV] only mutants on lines changed since REV (HEAD~1), in
 #                                        those files: fast enough for every change
 # Builds without the AWS SDK (--no-default-features: these modules do not use it), one job at
-# a time, in a scratch copy of the tree (cargo-mutants' default), so the work tree is untouched.
+# a time, in a scratch copy of the tree (cargo-mutants' default), so the work tree is untouched;
+# the copy builds into MUTANTS_OUT/build, kept between runs, so only the first run builds the
+# dependencies.
 # Exclusions of equivalent mutants, each with its reason: .cargo/mutants.toml.
 # Prints caught / missed / timeouts / unviable and caught/viable as a percentage
 # (viable = caught + missed + timeouts); exits 1 below MUTANTS_THRESHOLD (95) or when
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --diff) DIFF=1 ;;
     --base) [ $# -ge 2 ] || die "--base needs a revision"; BASE="$2"; DIFF=1; shift ;;
     --base=*) BASE="${1#--base=}"; DIFF=1 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -40,6 +42,7 @@ done
 
 command -v cargo-mutants >/dev/null || die "cargo-mutants is missing: cargo install --locked cargo-mutants (tests/peers/install.sh installs it)"
 mkdir -p "$OUT"
+export CARGO_TARGET_DIR="$OUT/build"
 
 ARGS=(--no-default-features --package ecr-cred -j "$JOBS" --no-shuffle --output "$OUT")
 for f in "${FILES[@]}"; do
@@ -65,7 +68,9 @@ else
 fi
 
 start=$(date +%s)
-cargo mutants "${ARGS[@]}" -- --lib
+# --lib goes to the build (`cargo test --no-run`) as well as to the test run: without the
+# `aws` feature only the library's unit tests build (the integration tests need the SDK).
+cargo mutants "${ARGS[@]}" --cargo-arg=--lib
 rc=$?
 secs=$(($(date +%s) - start))
 # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out; anything else is a failure
@@ -75,7 +80,11 @@ case "$rc" in
   *) die "cargo mutants failed (exit $rc); see $OUT/mutants.out/ (debug.log, log/)" ;;
 esac
 
-count() { [ -f "$OUT/mutants.out/$1.txt" ] && grep -c . "$OUT/mutants.out/$1.txt" || echo 0; }
+count() { # lines in mutants.out/NAME.txt, 0 if it is missing
+  local n=0
+  [ -f "$OUT/mutants.out/$1.txt" ] && n="$(grep -c . "$OUT/mutants.out/$1.txt" || true)"
+  echo "${n:-0}"
+}
 CAUGHT=$(count caught)
 MISSED=$(count missed)
 TIMEOUTS=$(count timeout)
