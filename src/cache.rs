@@ -374,4 +374,180 @@ mod tests {
         }
         assert_eq!(TokenCache::open(&dir).unwrap().load().tokens.len(), 160);
     }
+
+    /// A realistic moment (2023-11-14) so arithmetic on timestamps is not hidden by zeros.
+    const T0: i64 = 1_700_000_000;
+
+    #[test]
+    fn registries_are_remembered_for_90_days_to_the_second() {
+        let mut c = CacheFile::default();
+        c.note_registry("123456789012.dkr.ecr.us-east-1.amazonaws.com", T0);
+        c.prune(T0 + 7_775_999);
+        assert_eq!(c.registries.get("123456789012.dkr.ecr.us-east-1.amazonaws.com"), Some(&T0));
+        c.prune(T0 + 7_776_000);
+        assert!(c.registries.is_empty(), "forgotten after exactly 90 days");
+    }
+
+    #[test]
+    fn pruning_keeps_tokens_while_valid_and_sources_until_their_deadline() {
+        let mut c = CacheFile::default();
+        c.put_token(key("p"), token(T0, T0 + 43_200));
+        c.put_source("fp", "arn:p", T0 + 3600);
+        c.prune(T0 + 43_200 - 61);
+        assert_eq!((c.tokens.len(), c.sources.len()), (1, 0), "the source mapping ended at T0+3600");
+        c.prune(T0 + 43_200 - 60);
+        assert!(c.tokens.is_empty(), "a token in its last minute is dropped");
+        c.put_source("fp", "arn:p", T0 + 3600);
+        c.prune(T0 + 3599);
+        assert_eq!(c.sources.len(), 1, "kept before its deadline");
+        c.prune(T0 + 3600);
+        assert!(c.sources.is_empty(), "dropped at its deadline");
+        c.put_source("fp", "arn:p", T0 + 3600);
+        assert_eq!(c.principal_for("fp", T0 + 3599), Some("arn:p"));
+        assert_eq!(c.principal_for("fp", T0 + 3600), None);
+        assert_eq!(c.principal_for("other", T0), None);
+    }
+
+    #[test]
+    fn a_token_is_cached_under_principal_region_variant_and_endpoint() {
+        let mut c = CacheFile::default();
+        let base = TokenKey::new("arn:p", "us-east-1", EndpointVariant::Standard, None);
+        c.put_token(base.clone(), token(T0, T0 + 43_200));
+        assert!(c.fresh_token(&base, T0 + 1).is_some());
+        assert!(c.fresh_token(&base, T0 + 32_400).is_none(), "not fresh in its last quarter");
+        for other in [
+            TokenKey::new("arn:p", "us-west-2", EndpointVariant::Standard, None),
+            TokenKey::new("arn:p", "us-east-1", EndpointVariant::Fips, None),
+            TokenKey::new("arn:p", "us-east-1", EndpointVariant::Standard, Some("http://127.0.0.1:4566")),
+            TokenKey::new("arn:q", "us-east-1", EndpointVariant::Standard, None),
+        ] {
+            assert!(c.fresh_token(&other, T0 + 1).is_none(), "{other:?}");
+        }
+        let test_server = TokenKey::new("arn:p", "us-east-1", EndpointVariant::Standard, Some("http://127.0.0.1:4566"));
+        c.put_token(test_server.clone(), token(T0, T0 + 60_000));
+        assert_eq!(c.tokens.len(), 2);
+        assert_eq!(c.fresh_token(&test_server, T0 + 1).map(|t| t.expires_at), Some(T0 + 60_000));
+        assert_eq!(c.fresh_token(&base, T0 + 1).map(|t| t.expires_at), Some(T0 + 43_200));
+    }
+
+    #[test]
+    fn a_cache_file_of_exactly_4_mib_is_read_and_one_byte_more_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = TokenCache::open(tmp.path()).unwrap();
+        cache.update(T0, |c| c.note_registry("public.ecr.aws", T0)).unwrap();
+        let mut text = fs::read(cache.file_path()).unwrap();
+        text.resize(4 * 1024 * 1024, b' ');
+        fs::write(cache.file_path(), &text).unwrap();
+        assert_eq!(cache.load().registries.get("public.ecr.aws"), Some(&T0), "exactly 4 MiB is read");
+        text.push(b' ');
+        fs::write(cache.file_path(), &text).unwrap();
+        assert_eq!(cache.load(), CacheFile::default(), "4 MiB and one byte is not");
+    }
+
+    #[test]
+    fn a_cache_file_of_another_format_version_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = TokenCache::open(tmp.path()).unwrap();
+        cache.update(T0, |c| c.note_registry("public.ecr.aws", T0)).unwrap();
+        assert_eq!(cache.load().version, 1);
+        let text = fs::read_to_string(cache.file_path()).unwrap().replace("\"version\": 1", "\"version\": 2");
+        fs::write(cache.file_path(), text).unwrap();
+        assert_eq!(cache.load(), CacheFile::default());
+    }
+
+    #[test]
+    fn the_low_level_reader_says_why_a_file_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        assert_eq!(read_private(&file, 100), Ok(None), "a missing file is no file");
+        fs::write(&file, "hello").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private(&file, 5), Ok(Some("hello".to_string())));
+        assert_eq!(read_private(&file, 4), Err("5 bytes is too large".to_string()));
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let err = read_private(&link, 100).unwrap_err();
+        assert!(err.starts_with("cannot open: "), "a symlink is an error, not a missing file: {err}");
+        assert_eq!(read_private(tmp.path(), 100), Err("not a regular file".to_string()));
+        for mode in [0o640, 0o604, 0o610] {
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_private(&file, 100), Err(format!("mode {mode:o} lets others read it")));
+        }
+    }
+
+    #[test]
+    fn files_and_folders_of_another_user_are_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, other_uid) = if euid() == 0 {
+            let file = tmp.path().join("theirs");
+            fs::write(&file, "{}").unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+            (file, 65534)
+        } else {
+            (PathBuf::from("/etc/passwd"), 0)
+        };
+        assert_eq!(read_private(&file, 1 << 20), Err(format!("owned by uid {other_uid}, not by us")));
+        if euid() == 0 {
+            let dir = tmp.path().join("their-cache");
+            fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let err = TokenCache::open(&dir).unwrap_err().to_string();
+            assert_eq!(err, format!("token cache {} not used: owned by uid 65534, not by us", dir.display()));
+        }
+    }
+
+    #[test]
+    fn a_cache_path_that_is_a_file_is_refused_with_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        fs::write(&path, "").unwrap();
+        let err = TokenCache::open(&path).unwrap_err();
+        assert!(matches!(err, CacheError::Untrusted(..)), "{err:?}");
+        assert_eq!(err.to_string(), format!("token cache {} not used: not a folder", path.display()));
+        let io = CacheError::Io(path.clone(), std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(io.to_string().starts_with(&format!("token cache {}: ", path.display())), "{io}");
+        let inner = TokenCache::open(&path.join("sub")).unwrap_err();
+        assert!(matches!(inner, CacheError::Io(..)), "{inner:?}");
+    }
+
+    #[test]
+    fn the_cache_knows_its_folder_and_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = TokenCache::open(tmp.path()).unwrap();
+        assert_eq!(cache.dir(), tmp.path());
+        assert_eq!(cache.file_path(), tmp.path().join("tokens.json"));
+    }
+
+    #[test]
+    fn a_private_write_replaces_the_file_whole_and_leaves_no_temporary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("state.json");
+        fs::write(&file, "old contents, longer than the new").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&file, b"new").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"new");
+        assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["state.json"]);
+        assert!(write_private(&tmp.path().join("missing/state.json"), b"x").is_err());
+    }
+
+    #[test]
+    fn the_effective_uid_is_the_owner_of_files_we_create() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(fs::metadata(tmp.path()).unwrap().uid(), euid());
+    }
+
+    #[test]
+    fn a_folder_closed_to_others_keeps_its_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        for mode in [0o700, 0o500] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            TokenCache::open(&dir).unwrap();
+            assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, mode, "{mode:o} is not changed");
+        }
+    }
 }

@@ -153,7 +153,8 @@ impl fmt::Display for RegistryHost {
 }
 
 /// Extract the lower-case host from a server URL: strip white space, an `http(s)://` scheme,
-/// a path, a port and one trailing dot. `None` for user info, IP literals or junk.
+/// a path, a port and one trailing dot. `None` for junk: a host of anything but letters, digits,
+/// `-` and `.`, which refuses user info (`user@host`) and IP literals (`[::1]`) too.
 fn host_of(input: &str) -> Option<String> {
     let s = input.trim();
     let lower = s.to_ascii_lowercase();
@@ -167,12 +168,9 @@ fn host_of(input: &str) -> Option<String> {
         lower.as_str()
     };
     let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.contains('@') || authority.starts_with('[') {
-        return None;
-    }
     let host = match authority.split_once(':') {
         Some((h, port)) => {
-            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            if !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
                 return None;
             }
             h
@@ -368,6 +366,148 @@ mod tests {
     fn variant_names_round_trip() {
         for v in [Standard, Fips, DualStack, DualStackFips, Public] {
             assert_eq!(EndpointVariant::from_str_opt(v.as_str()), Some(v));
+        }
+    }
+
+    #[test]
+    fn region_shapes_aws_never_uses_are_rejected() {
+        for bad in [
+            "us-east-",
+            "us-east-x",
+            "us-east-100",
+            "us-e4st-1",
+            "us--east-1",
+            "-us-east-1",
+            "u-east-1",
+            "abcde-east-1",
+            "us-east",
+            "us1",
+            "",
+        ] {
+            assert!(!valid_region(bad), "{bad:?} is not a region name");
+            let host = format!("123456789012.dkr.ecr.{bad}.amazonaws.com");
+            assert_eq!(RegistryHost::parse(&host), None, "{host:?} is not a registry");
+        }
+        assert!(!valid_region("US-EAST-1"), "region names are lower case (parse lower-cases the host first)");
+        for good in ["us-east-1", "us-east-10", "eusc-de-east-1", "us-gov-west-1", "ap-southeast-5"] {
+            assert!(valid_region(good), "{good:?} is a region name");
+        }
+    }
+
+    #[test]
+    fn region_names_are_at_most_32_characters() {
+        let at_limit = format!("us-{}-1", "a".repeat(27));
+        assert_eq!(at_limit.len(), 32);
+        assert!(valid_region(&at_limit));
+        let over = format!("us-{}-1", "a".repeat(28));
+        assert!(!valid_region(&over));
+        assert!(RegistryHost::parse(&format!("123456789012.dkr.ecr.{at_limit}.amazonaws.com")).is_some());
+        assert_eq!(RegistryHost::parse(&format!("123456789012.dkr.ecr.{over}.amazonaws.com")), None);
+    }
+
+    #[test]
+    fn partition_suffixes_refuse_regions_of_other_partitions() {
+        let wrong = [
+            ("us-east-1", "sc2s.sgov.gov"),
+            ("us-iso-east-1", "sc2s.sgov.gov"),
+            ("us-east-1", "cloud.adc-e.uk"),
+            ("eu-west-1", "cloud.adc-e.uk"),
+            ("us-isob-east-1", "cloud.adc-e.uk"),
+            ("us-east-1", "csp.hci.ic.gov"),
+            ("us-iso-east-1", "csp.hci.ic.gov"),
+            ("us-isob-east-1", "c2s.ic.gov"),
+            ("eu-central-1", "amazonaws.eu"),
+            ("us-east-1", "amazonaws.eu"),
+            ("eu-isoe-west-1", "amazonaws.com"),
+            ("us-isob-east-1", "amazonaws.com"),
+            ("us-isof-south-1", "amazonaws.com"),
+            ("cn-north-1", "on.aws"),
+            ("eusc-de-east-1", "on.aws"),
+            ("us-east-1", "on.amazonwebservices.com.cn"),
+        ];
+        for (region, suffix) in wrong {
+            let form = if suffix.starts_with("on.") { "dkr-ecr" } else { "dkr.ecr" };
+            let host = format!("123456789012.{form}.{region}.{suffix}");
+            assert_eq!(RegistryHost::parse(&host), None, "{host:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn fips_forms_exist_only_where_aws_has_them() {
+        let fips = |h: &str| RegistryHost::parse(h).map(|r| r.variant);
+        assert_eq!(fips("123456789012.dkr.ecr-fips.us-iso-east-1.c2s.ic.gov"), Some(Fips));
+        assert_eq!(fips("123456789012.dkr.ecr-fips.us-isob-east-1.sc2s.sgov.gov"), Some(Fips));
+        assert_eq!(fips("123456789012.dkr.ecr-fips.eusc-de-east-1.amazonaws.eu"), None);
+        assert_eq!(fips("123456789012.dkr-ecr-fips.eusc-de-east-1.amazonaws.eu"), None);
+        assert_eq!(fips("123456789012.dkr-ecr-fips.us-east-1.amazonaws.com"), None);
+    }
+
+    #[test]
+    fn input_of_exactly_2048_bytes_is_read_and_one_more_is_not() {
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com/";
+        let at_limit = format!("{host}{}", "a".repeat(MAX_INPUT - host.len()));
+        assert_eq!(at_limit.len(), 2048);
+        assert_eq!(RegistryHost::parse(&at_limit).map(|r| r.region), Some("us-east-1".to_string()));
+        let over = format!("{at_limit}a");
+        assert_eq!(RegistryHost::parse(&over), None);
+    }
+
+    #[test]
+    fn ports_up_to_65535_are_accepted_and_larger_ones_are_not() {
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        for port in ["1", "443", "65535", "00443"] {
+            assert!(RegistryHost::parse(&format!("{host}:{port}")).is_some(), "port {port}");
+        }
+        for port in ["65536", "99999", "123456", "+443", "-1", "4 43"] {
+            assert_eq!(RegistryHost::parse(&format!("{host}:{port}")), None, "port {port}");
+        }
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_not_a_registry() {
+        for input in ["https://", "https://:443/", "https:///123456789012.dkr.ecr.us-east-1.amazonaws.com", "."] {
+            assert_eq!(RegistryHost::parse(input), None, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn endpoint_variant_flags_and_display() {
+        let all = [Standard, Fips, DualStack, DualStackFips, Public];
+        let shown: Vec<String> = all.iter().map(|v| v.to_string()).collect();
+        assert_eq!(shown, ["standard", "fips", "dualstack", "dualstack-fips", "public"]);
+        let fips: Vec<bool> = all.iter().map(|v| v.fips()).collect();
+        assert_eq!(fips, [false, true, false, true, false]);
+        let dual: Vec<bool> = all.iter().map(|v| v.dual_stack()).collect();
+        assert_eq!(dual, [false, false, true, true, false]);
+        assert_eq!(EndpointVariant::from_str_opt("FIPS"), None);
+        assert_eq!(EndpointVariant::from_str_opt(""), None);
+    }
+
+    #[test]
+    fn a_registry_displays_as_its_canonical_host() {
+        let r = RegistryHost::parse("https://PUBLIC.ECR.AWS/x").unwrap();
+        assert_eq!(r.to_string(), "public.ecr.aws");
+        assert_eq!(r.server_url(), "https://public.ecr.aws");
+    }
+
+    #[test]
+    fn host_of_keeps_only_letters_digits_dashes_and_dots() {
+        assert_eq!(host_of("Exa-mple.COM:8080/x").as_deref(), Some("exa-mple.com"));
+        assert_eq!(host_of("a.b.").as_deref(), Some("a.b"));
+        for junk in [
+            "user@example.com",
+            "a:1@example.com",
+            "[::1]:5000",
+            "[::1]",
+            "exa_mple.com",
+            "exa mple.com",
+            "example.com\0",
+            "exa%2emple.com",
+            "ex*ample.com",
+            "",
+            "https://:1",
+        ] {
+            assert_eq!(host_of(junk), None, "{junk:?}");
         }
     }
 }

@@ -92,10 +92,10 @@ impl Token {
     }
 
     /// The moment from which the token should be replaced: the start of the last quarter of
-    /// its life (never later than the margin before expiry).
+    /// its life. That is never later than the margin before expiry, since the margin is at most
+    /// 5% of the life (a unit test checks this for every lifetime up to 13 hours).
     pub fn refresh_at(&self) -> i64 {
-        let by_fraction = self.expires_at - (self.lifetime() as f64 * REFRESH_FRACTION) as i64;
-        by_fraction.min(self.expires_at - self.margin())
+        self.expires_at - (self.lifetime() as f64 * REFRESH_FRACTION) as i64
     }
 
     /// May this token be handed out at `now` by a cache? Only before [`Token::refresh_at`], and
@@ -186,5 +186,112 @@ mod tests {
     fn debug_hides_the_password() {
         let t = Token::from_authorization(&b64("AWS:topsecretvalue"), None, 0, 1).unwrap();
         assert!(!format!("{t:?}").contains("topsecretvalue"));
+    }
+
+    /// A realistic moment (2023-11-14) so arithmetic on `fetched_at` is not hidden by zeros.
+    const T0: i64 = 1_700_000_000;
+
+    #[test]
+    fn a_12_hour_token_fetched_now_is_fresh_for_9_hours_and_valid_until_its_last_minute() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + 43_200).unwrap();
+        assert_eq!(t.remaining(T0), 43_200);
+        assert_eq!(t.remaining(T0 + 43_201), -1);
+        assert_eq!(t.margin(), MIN_REMAINING_SECS);
+        assert_eq!(t.refresh_at(), T0 + 32_400);
+        assert!(t.is_fresh(T0));
+        assert!(t.is_fresh(T0 + 32_399));
+        assert!(!t.is_fresh(T0 + 32_400));
+        assert!(t.is_valid(T0 + 43_200 - 61));
+        assert!(!t.is_valid(T0 + 43_200 - 60));
+        assert!(!t.expired_on_arrival());
+    }
+
+    #[test]
+    fn a_clock_up_to_a_minute_behind_the_fetch_is_tolerated_and_more_is_not() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + 43_200).unwrap();
+        assert!(t.is_fresh(T0 - 60));
+        assert!(!t.is_fresh(T0 - 61));
+    }
+
+    #[test]
+    fn a_short_token_fetched_now_uses_5_percent_margin_and_refreshes_at_three_quarters() {
+        let t = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + 400).unwrap();
+        assert_eq!(t.margin(), 20);
+        assert_eq!(t.refresh_at(), T0 + 300);
+        assert!(t.is_valid(T0 + 379));
+        assert!(!t.is_valid(T0 + 380));
+        let tiny = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + 4).unwrap();
+        assert_eq!(tiny.margin(), 0);
+        assert_eq!(tiny.refresh_at(), T0 + 3);
+    }
+
+    #[test]
+    fn a_token_expiring_at_or_before_its_fetch_is_expired_on_arrival_and_has_no_life() {
+        let same = Token::from_authorization(&b64("AWS:p"), None, T0, T0).unwrap();
+        assert!(same.expired_on_arrival());
+        let later = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + 1).unwrap();
+        assert!(!later.expired_on_arrival());
+        let before = Token::from_authorization(&b64("AWS:p"), None, T0, T0 - 3600).unwrap();
+        assert_eq!(before.margin(), 0, "a negative lifetime counts as none");
+        assert_eq!(before.refresh_at(), T0 - 3600);
+        assert!(!before.is_valid(T0));
+    }
+
+    #[test]
+    fn empty_user_or_password_or_blank_answer_is_an_empty_token() {
+        assert_eq!(Token::from_authorization(&b64(":password"), None, T0, T0 + 1), Err(TokenError::Empty));
+        assert_eq!(Token::from_authorization(&b64(":"), None, T0, T0 + 1), Err(TokenError::Empty));
+        assert_eq!(Token::from_authorization(" \n", None, T0, T0 + 1), Err(TokenError::Empty));
+    }
+
+    #[test]
+    fn a_token_that_is_not_utf8_is_reported_as_not_base64() {
+        let raw = base64::engine::general_purpose::STANDARD.encode([0xff, b':', b'p']);
+        assert_eq!(Token::from_authorization(&raw, None, T0, T0 + 1), Err(TokenError::NotBase64));
+    }
+
+    #[test]
+    fn surrounding_white_space_in_the_answer_is_ignored_and_fields_are_kept() {
+        let t = Token::from_authorization(&format!(" {}\n", b64("AWS:pw")), Some("https://x".into()), T0, T0 + 7).unwrap();
+        assert_eq!(t.password, "pw");
+        assert_eq!(t.proxy_endpoint.as_deref(), Some("https://x"));
+        assert_eq!((t.fetched_at, t.expires_at), (T0, T0 + 7));
+    }
+
+    #[test]
+    fn token_errors_say_what_is_wrong_with_the_answer() {
+        let msgs: Vec<String> = [TokenError::NotBase64, TokenError::NoColon, TokenError::Empty].iter().map(|e| e.to_string()).collect();
+        assert!(msgs.iter().all(|m| m.starts_with("ECR returned ")), "{msgs:?}");
+        assert!(msgs[0].contains("not valid base64"), "{}", msgs[0]);
+        assert!(msgs[1].contains("user:password"), "{}", msgs[1]);
+        assert!(msgs[2].contains("empty"), "{}", msgs[2]);
+        let err: Box<dyn std::error::Error> = Box::new(TokenError::NoColon);
+        assert_eq!(err.to_string(), msgs[1]);
+    }
+
+    #[test]
+    fn debug_shows_everything_but_the_password() {
+        let t = Token::from_authorization(&b64("AWS:topsecretvalue"), Some("https://r".into()), T0, T0 + 43_200).unwrap();
+        let shown = format!("{t:?}");
+        for part in ["Token", "username: \"AWS\"", "password: \"<redacted>\"", "Some(\"https://r\")", "1700000000", "1700043200"] {
+            assert!(shown.contains(part), "{shown} lacks {part}");
+        }
+        assert!(!shown.contains("topsecretvalue"));
+    }
+
+    #[test]
+    fn now_unix_is_the_current_time() {
+        let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = now_unix();
+        assert!((now - system).abs() <= 1, "now_unix() = {now}, system clock {system}");
+    }
+
+    #[test]
+    fn refresh_starts_at_the_last_quarter_which_is_never_inside_the_margin() {
+        for life in 0..=13 * 3600 {
+            let t = Token::from_authorization(&b64("AWS:p"), None, T0, T0 + life).unwrap();
+            assert_eq!(t.refresh_at(), T0 + life - life / 4, "life {life}");
+            assert!(t.refresh_at() <= t.expires_at - t.margin(), "life {life}: refresh inside the margin");
+        }
     }
 }

@@ -335,3 +335,26 @@ fn a_populated_cache_survives_bad_input() {
     assert_eq!(helper.get(US_EAST_1).json()["Secret"], "fake-token-1");
     assert_eq!(fake.calls("GetAuthorizationToken"), 1);
 }
+
+#[test]
+fn a_malformed_token_from_ecr_is_a_one_line_error_saying_what_is_wrong_and_is_not_cached() {
+    let cases = [
+        ("%%% not base64 %%%", "not valid base64"),
+        ("QVdTLW5vLWNvbG9uLXNlY3JldHZhbHVl", "without the `user:password` form"), // base64("AWS-no-colon-secretvalue")
+        ("QVdTOg==", "empty authorization token"),                                // base64("AWS:")
+        ("", "empty authorization token"),
+    ];
+    for (token, why) in cases {
+        let fake = FakeAws::start();
+        fake.set_mode(Mode::Malformed(token));
+        let helper = fake_helper(&fake);
+        for attempt in 1..=2 {
+            let run = helper.get(US_EAST_1);
+            assert_one_line_failure(&format!("token {token:?}"), &run);
+            assert!(run.stdout.starts_with(&format!("ecr: {US_EAST_1}: ")), "{run:#?}");
+            assert!(run.stdout.contains(why), "token {token:?} must say {why:?}: {run:#?}");
+            assert!(!run.stdout.contains("secretvalue") && !run.stderr.contains("secretvalue"), "{run:#?}");
+            assert_eq!(fake.calls("GetAuthorizationToken"), attempt, "a bad token is never cached: {run:#?}");
+        }
+    }
+}

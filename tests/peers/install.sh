@@ -46,6 +46,8 @@ dpkgv() { dpkg-query -W -f='${Version}' "$1"; }
 echo "--- peers ---"
 # cargo-fuzz for tests/fuzz.sh (from crates.io, built once into ~/.cargo/bin).
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+# cargo-mutants for tests/mutants.sh (mutation testing of the core library).
+command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants --version 27.1.0
 
 ver skopeo               skopeo --version
 ver podman               podman --version
@@ -63,5 +65,6 @@ ver curl                 curl --version
 ver jq                   jq --version
 ver faketime             dpkgv faketime
 ver cargo-fuzz           cargo fuzz --version
+ver cargo-mutants        cargo mutants --version
 ver moto                 "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'
 ver boto3                "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("boto3"))'

@@ -26,7 +26,8 @@
 //!   `{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/fake is not
 //!   authorized to perform: ecr:GetAuthorizationToken"}`; [`Mode::Throttle`]: HTTP 400
 //!   `ThrottlingException`; [`Mode::ServerError`]: HTTP 500 `ServerException`;
-//!   [`Mode::Delay`]`(d)`: answer OK after sleeping `d`.
+//!   [`Mode::Delay`]`(d)`: answer OK after sleeping `d`; [`Mode::Malformed`]`(t)`: HTTP 200
+//!   whose `authorizationToken` is `t` verbatim (not base64, no `user:password`, empty...).
 //! - [`FakeAws::set_sts_mode`]`(Mode)`: the same for STS GetCallerIdentity (XML errors
 //!   `AccessDenied`, `Throttling`, `InternalFailure`); default [`Mode::Ok`].
 //! - [`FakeAws::set_token_lifetime`]`(secs: i64)`: `expiresAt = now + secs` (default 43200;
@@ -52,6 +53,8 @@ pub enum Mode {
     Throttle,
     ServerError,
     Delay(Duration),
+    /// Token operations answer 200 with this `authorizationToken` as is (STS answers OK).
+    Malformed(&'static str),
 }
 
 /// One request the fake received.
@@ -303,8 +306,12 @@ fn token_response(op: &str, mode: Mode, lifetime: i64, n: usize) -> Response {
         ),
         Mode::Throttle => json_error(400, "ThrottlingException", "Rate exceeded"),
         Mode::ServerError => json_error(500, "ServerException", "fake AWS internal error"),
-        Mode::Ok | Mode::Delay(_) => {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", FakeAws::token_password(n)));
+        Mode::Ok | Mode::Delay(_) | Mode::Malformed(_) => {
+            let token = if let Mode::Malformed(t) = mode {
+                t.to_string()
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", FakeAws::token_password(n)))
+            };
             let expires = (now_secs() + lifetime as f64).floor();
             let body = if op == "PublicGetAuthorizationToken" {
                 serde_json::json!({"authorizationData": {"authorizationToken": token, "expiresAt": expires}})
@@ -334,7 +341,7 @@ fn sts_response(mode: Mode, arn: &str) -> Response {
         Mode::Deny => xml_error(403, "AccessDenied", "User is not authorized to perform: sts:GetCallerIdentity"),
         Mode::Throttle => xml_error(400, "Throttling", "Rate exceeded"),
         Mode::ServerError => xml_error(500, "InternalFailure", "fake AWS internal error"),
-        Mode::Ok | Mode::Delay(_) => {
+        Mode::Ok | Mode::Delay(_) | Mode::Malformed(_) => {
             let account = arn.split(':').nth(4).unwrap_or("123456789012");
             Response {
                 status: 200,
