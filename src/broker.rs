@@ -1,14 +1,15 @@
 //! Broker wire types and the helper's blocking client for `ecr-broker`.
 //!
 //! The broker speaks HTTP/1.1 over a Unix socket. The client here is deliberately tiny and
-//! blocking (one request, `Connection: close`, a read timeout), so the helper can ask the
-//! broker without starting an async runtime.
+//! blocking (one request, `Connection: close`, one deadline for the whole exchange), so the
+//! helper can ask the broker without starting an async runtime. Which socket to ask, and
+//! whether its owner can be trusted, is decided here too, for the helper and the broker alike.
 
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `GET /v1/token?registry=HOST`, 200.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,23 +75,75 @@ pub struct TokenStatus {
 }
 
 /// The socket the helper tries: `ECR_BROKER_SOCKET` (empty or `none`: no broker), else the
-/// user's `$XDG_RUNTIME_DIR/ecr-broker.sock` if it exists, else the system socket.
+/// user broker's [`user_socket`] if it exists, else the system socket.
 pub fn default_socket() -> Option<PathBuf> {
     match std::env::var("ECR_BROKER_SOCKET") {
         Ok(s) if s.is_empty() || s == "none" => return None,
         Ok(s) => return Some(PathBuf::from(s)),
         Err(_) => {}
     }
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        let p = PathBuf::from(dir).join("ecr-broker.sock");
-        if p.exists() {
-            return Some(p);
-        }
+    if let Some(p) = user_socket().filter(|p| p.exists()) {
+        return Some(p);
     }
     Some(PathBuf::from(SYSTEM_SOCKET))
 }
 
+/// Where a user's broker (`ecr-broker --user`) listens by default, and where the helper looks
+/// for it: `$XDG_RUNTIME_DIR/ecr-broker.sock`, else `ecr-broker/broker.sock` in the state
+/// folder (`$XDG_STATE_HOME`, else `~/.local/state`).
+pub fn user_socket() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("ecr-broker.sock"));
+    }
+    crate::paths::state_home().map(|s| s.join("ecr-broker").join("broker.sock"))
+}
+
 pub const SYSTEM_SOCKET: &str = "/run/ecr-broker/broker.sock";
+
+/// The system broker's user (packaging/systemd/ecr-broker.service, packaging/sysusers.d).
+pub const BROKER_USER: &str = "ecr-broker";
+
+/// May the helper trust whatever listens on `socket`? Only if the socket, and the folder it is
+/// in, belong to root, to us or to the [`BROKER_USER`], and no one else can write to that
+/// folder (so no one else can swap the socket). `Err` says why not. A socket that does not
+/// exist is not refused here: connecting to it then finds no broker.
+pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let trusted = |uid: u32| uid == 0 || uid == crate::safe_fs::euid() || Some(uid) == broker_user_uid();
+    let meta = match std::fs::symlink_metadata(socket) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot stat it: {e}")),
+    };
+    if !meta.file_type().is_socket() {
+        return Err("it is not a socket".into());
+    }
+    if !trusted(meta.uid()) {
+        return Err(format!("it belongs to uid {}, not to root, us or {BROKER_USER}", meta.uid()));
+    }
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let d = std::fs::metadata(dir).map_err(|e| format!("cannot stat its folder: {e}"))?;
+    if !trusted(d.uid()) {
+        return Err(format!("its folder {} belongs to uid {}, not to root, us or {BROKER_USER}", dir.display(), d.uid()));
+    }
+    if d.mode() & 0o022 != 0 {
+        return Err(format!("its folder {} (mode {:o}) lets other users replace it", dir.display(), d.mode() & 0o7777));
+    }
+    Ok(())
+}
+
+/// The uid of [`BROKER_USER`], if the user exists.
+fn broker_user_uid() -> Option<u32> {
+    let name = std::ffi::CString::new(BROKER_USER).ok()?;
+    // SAFETY: getpwnam_r writes only into the buffers we hand it.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+    }
+}
 
 /// A response: status code and body.
 #[derive(Debug)]
@@ -104,15 +157,19 @@ pub struct Response {
 pub enum ClientError {
     /// No socket there, or nobody listening: the broker is simply absent.
     Absent,
-    /// Something answered, but not in time or not as HTTP.
+    /// Something answered, but not as HTTP, or the connection broke.
     Unhealthy(String),
+    /// The whole exchange did not finish within the deadline.
+    TooSlow(Duration),
 }
 
 /// The largest answer read from the broker.
 const MAX_RESPONSE: u64 = 1 << 20;
 
-/// One blocking `GET` over the Unix socket.
-pub fn get(socket: &Path, path_and_query: &str, timeout: Duration) -> Result<Response, ClientError> {
+/// One blocking `GET` over the Unix socket, finished within `deadline` in total (connect,
+/// request and the whole answer), however the broker trickles its bytes.
+pub fn get(socket: &Path, path_and_query: &str, deadline: Duration) -> Result<Response, ClientError> {
+    let start = Instant::now();
     let mut stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
@@ -125,13 +182,34 @@ pub fn get(socket: &Path, path_and_query: &str, timeout: Duration) -> Result<Res
         }
         Err(e) => return Err(ClientError::Unhealthy(format!("connect: {e}"))),
     };
-    let unhealthy = |e: std::io::Error| ClientError::Unhealthy(e.to_string());
-    stream.set_read_timeout(Some(timeout)).map_err(unhealthy)?;
-    stream.set_write_timeout(Some(timeout)).map_err(unhealthy)?;
+    // Time left, never zero (a zero timeout means "none" to the socket calls).
+    let left = || deadline.checked_sub(start.elapsed()).filter(|d| !d.is_zero()).ok_or(ClientError::TooSlow(deadline));
+    let failed = |e: std::io::Error| {
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            ClientError::TooSlow(deadline)
+        } else {
+            ClientError::Unhealthy(e.to_string())
+        }
+    };
+    stream.set_write_timeout(Some(left()?)).map_err(failed)?;
     let request = format!("GET {path_and_query} HTTP/1.1\r\nHost: ecr-broker\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(unhealthy)?;
+    stream.write_all(request.as_bytes()).map_err(failed)?;
     let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw).map_err(unhealthy)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        stream.set_read_timeout(Some(left()?)).map_err(failed)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&chunk[..n]);
+                if raw.len() as u64 > MAX_RESPONSE {
+                    return Err(ClientError::Unhealthy("answer too large".into()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
     parse_response(&raw).ok_or_else(|| ClientError::Unhealthy("not an HTTP answer".into()))
 }
 

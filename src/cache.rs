@@ -4,16 +4,18 @@
 //! old or the new file, never half of one. Writers take an exclusive `flock` on a lock file
 //! beside it, read the newest file, change it and rename a new one into place, so many helpers
 //! started at once by a parallel `docker compose pull` do not lose each other's tokens.
-//! A file that is corrupt, too large, not ours or readable by others is ignored (with a
-//! warning) and replaced by the next write: the cache is never a reason to fail.
+//! A file that is corrupt, too large, not ours, readable by others, a link, a FIFO or a device
+//! is ignored (with a warning) and replaced by the next write; a folder that is not ours or
+//! that others can write to is not used at all (see [`crate::safe_fs`]). The cache is never a
+//! reason to fail.
 
 use crate::registry::EndpointVariant;
+use crate::safe_fs;
+pub use crate::safe_fs::{read_private, write_private};
 use crate::token::Token;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const FILE_NAME: &str = "tokens.json";
@@ -136,24 +138,11 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// Create the folder 0700 if needed; refuse one owned by another user; tighten our own if
-    /// it is open to others.
+    /// Create the folder 0700 if needed. An existing folder is used only if it is ours, closed
+    /// to other writers and cannot be swapped by another user ([`safe_fs::private_dir`]); it is
+    /// never loosened or tightened.
     pub fn open(dir: &Path) -> Result<TokenCache, CacheError> {
-        let io = |e| CacheError::Io(dir.to_path_buf(), e);
-        if !dir.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-        }
-        let meta = fs::metadata(dir).map_err(io)?;
-        if !meta.is_dir() {
-            return Err(CacheError::Untrusted(dir.to_path_buf(), "not a folder".into()));
-        }
-        if meta.uid() != euid() {
-            return Err(CacheError::Untrusted(dir.to_path_buf(), format!("owned by uid {}, not by us", meta.uid())));
-        }
-        if meta.mode() & 0o077 != 0 {
-            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "token cache folder was open to others; setting 0700");
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-        }
+        safe_fs::private_dir(dir).map_err(|why| CacheError::Untrusted(dir.to_path_buf(), why))?;
         Ok(TokenCache { dir: dir.to_path_buf() })
     }
 
@@ -200,55 +189,12 @@ impl TokenCache {
     }
 }
 
-/// Read a file only if it is a regular file (not a link), ours, closed to others and at most
-/// `max` bytes. `Ok(None)` when it does not exist; `Err` says why it is not trusted.
-pub fn read_private(path: &Path, max: u64) -> Result<Option<String>, String> {
-    let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot open: {e}")),
-    };
-    let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.uid() != euid() {
-        return Err(format!("owned by uid {}, not by us", meta.uid()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!("mode {:o} lets others read it", meta.mode() & 0o777));
-    }
-    if meta.len() > max {
-        return Err(format!("{} bytes is too large", meta.len()));
-    }
-    let mut text = String::new();
-    f.read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
-    Ok(Some(text))
-}
-
-/// Replace `path` atomically with `bytes`: a 0600 temporary file beside it, synced, renamed.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
-}
-
 /// An exclusive `flock`, released when dropped.
 struct Lock(File);
 
 impl Lock {
     fn exclusive(path: &Path) -> std::io::Result<Lock> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+        let f = safe_fs::open_lock_file(path)?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -266,14 +212,11 @@ impl Drop for Lock {
     }
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn token(fetched: i64, expires: i64) -> Token {
         Token { username: "AWS".into(), password: "pw".into(), proxy_endpoint: None, fetched_at: fetched, expires_at: expires }
@@ -294,11 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn loose_folder_is_tightened() {
+    fn a_folder_others_can_write_is_refused_and_left_alone() {
         let tmp = tempfile::tempdir().unwrap();
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        TokenCache::open(tmp.path()).unwrap();
-        assert_eq!(fs::metadata(tmp.path()).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(matches!(TokenCache::open(tmp.path()), Err(CacheError::Untrusted(..))));
+        assert_eq!(fs::metadata(tmp.path()).unwrap().mode() & 0o7777, 0o1777);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`aws`]: the only module that talks to AWS (credentials, STS, ECR, ECR Public).
 //! - [`config`]: the TOML file of identities and rules, read by the broker and the helper.
 //! - [`paths`]: home, cache and config locations from the environment.
+//! - [`safe_fs`]: opening files we own without following links or blocking; private folders.
 //! - [`logging`]: stderr logging that never prints a secret.
 
 #[cfg(feature = "aws")]
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod logging;
 pub mod paths;
 pub mod registry;
+pub mod safe_fs;
 pub mod token;
 
 pub use registry::{EndpointVariant, RegistryHost};

@@ -34,6 +34,14 @@ pub fn cache_dir() -> Option<PathBuf> {
     home_dir().map(|h| h.join(".cache").join("ecr-cred"))
 }
 
+/// `$XDG_STATE_HOME`, else `~/.local/state`.
+pub fn state_home() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    home_dir().map(|h| h.join(".local").join("state"))
+}
+
 fn expand_tilde(p: PathBuf) -> PathBuf {
     match p.strip_prefix("~") {
         Ok(rest) => home_dir().map(|h| h.join(rest)).unwrap_or(p),

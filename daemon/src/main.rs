@@ -28,7 +28,7 @@ struct Cli {
     /// Configuration file [system: /etc/ecr-broker/config.toml; user: ~/.config/ecr-broker/config.toml]
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Socket path [system: /run/ecr-broker/broker.sock; user: $XDG_RUNTIME_DIR/ecr-broker.sock]
+    /// Socket path [system: /run/ecr-broker/broker.sock; user: $XDG_RUNTIME_DIR/ecr-broker.sock, else ~/.local/state/ecr-broker/broker.sock]
     #[arg(long)]
     socket: Option<PathBuf>,
     /// State file keeping tokens across restarts [system: /var/lib/ecr-broker/state.json; user: ~/.local/state/ecr-broker/state.json]
@@ -66,12 +66,10 @@ fn defaults(user_mode: bool) -> Defaults {
     let xdg = |var: &str, fallback: &str| {
         std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.join(fallback))
     };
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     Defaults {
         config: xdg("XDG_CONFIG_HOME", ".config").join("ecr-broker/config.toml"),
-        socket: runtime
-            .map(|r| r.join("ecr-broker.sock"))
-            .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
+        // The helper looks in the same place (one function for both).
+        socket: ecr_cred::broker::user_socket().unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
         state: xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/state.json"),
         socket_mode: 0o600,
     }
@@ -111,6 +109,11 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
             return 2;
         }
     };
+
+    if let Err(e) = check_paths(&socket_path, &state_path, socket_mode) {
+        eprintln!("ecr-broker: {e}");
+        return 1;
+    }
 
     let config = Arc::new(config);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -162,6 +165,22 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
         let _ = std::fs::remove_file(&socket_path);
     }
     0
+}
+
+/// Refuse a socket or state file in a folder another user can write to (they could swap the
+/// socket for their own, or plant links and FIFOs), and create a missing socket folder: 0700,
+/// or 0711 when the socket's mode lets others connect (they must reach it).
+fn check_paths(socket: &std::path::Path, state: &std::path::Path, socket_mode: u32) -> Result<(), String> {
+    use ecr_cred::safe_fs;
+    for (what, path) in [("socket", socket), ("state file", state)] {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        safe_fs::check_parent_for_our_file(dir).map_err(|why| format!("refusing the {what} {}: {why}", path.display()))?;
+    }
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()) {
+        let mode = if socket_mode & 0o077 != 0 { 0o711 } else { 0o700 };
+        safe_fs::private_dir_with_mode(dir, mode).map_err(|why| format!("socket folder {}: {why}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Mark the configured registries' slots as prefetched and fetch them now.

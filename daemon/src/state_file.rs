@@ -1,13 +1,15 @@
 //! The state file: tokens kept across restarts (0600, replaced atomically), so a restarted
 //! broker serves at once without calling AWS. On load every entry is checked: expired tokens,
 //! identities that are gone or changed, and tokens from another endpoint are dropped.
+//! The file is opened without following links or blocking (a FIFO there is refused, not
+//! waited on), and its folder must be ours and closed to other writers ([`safe_fs`]).
 
 use crate::tokens::{SlotKey, TokenStore};
 use ecr_cred::aws::endpoint_override;
-use ecr_cred::cache::{read_private, write_private};
 use ecr_cred::config::Config;
 use ecr_cred::identity::hex;
 use ecr_cred::registry::EndpointVariant;
+use ecr_cred::safe_fs::{self, read_private, write_private};
 use ecr_cred::token::{now_unix, Token};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,9 +63,8 @@ pub fn save(path: &Path, store: &TokenStore, config: &Config) -> std::io::Result
             token: token.clone(),
         });
     }
-    if let Some(dir) = path.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        safe_fs::private_dir(dir).map_err(|why| std::io::Error::other(format!("state folder {}: {why}", dir.display())))?;
     }
     let n = entries.len();
     let text = serde_json::to_vec(&StateFile { version: VERSION, entries }).expect("state serializes");

@@ -1,5 +1,6 @@
 //! Where the helper's tokens come from, in order: the local `ecr-broker` if one answers (it
-//! holds the host's policy: which identity serves which registry), then the user's token
+//! holds the host's policy: which identity serves which registry; a healthy broker is waited
+//! for, never raced, see [`crate::broker_client`]), then the user's token
 //! cache (no AWS call, no async runtime), then AWS itself.
 //!
 //! The in-process fetch resolves the credentials with the default chain, learns the principal
@@ -20,6 +21,8 @@ pub enum GetError {
     Fetch(FetchError),
     /// The broker answered, and refused by policy: not silently bypassed.
     BrokerRefused(String),
+    /// The broker works but could not get a token in time (AWS failed or was slow).
+    BrokerFailed(String),
     Runtime(String),
 }
 
@@ -28,6 +31,7 @@ impl fmt::Display for GetError {
         match self {
             GetError::Fetch(e) => e.fmt(f),
             GetError::BrokerRefused(why) => write!(f, "the ecr-broker refused this request: {why}"),
+            GetError::BrokerFailed(why) => write!(f, "the ecr-broker could not get a token: {why}"),
             GetError::Runtime(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -53,6 +57,7 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
     match crate::broker_client::token(registry) {
         crate::broker_client::Answer::Token(t) => return Ok(t),
         crate::broker_client::Answer::Refused(why) => return Err(GetError::BrokerRefused(why)),
+        crate::broker_client::Answer::Failed(why) => return Err(GetError::BrokerFailed(why)),
         crate::broker_client::Answer::Unavailable => {}
     }
     let now = now_unix();

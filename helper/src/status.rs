@@ -91,6 +91,10 @@ pub fn run() -> i32 {
                 code = 1;
             }
             Err(ClientError::Absent) => println!("ecr-broker: none running at {}\n", socket.display()),
+            Err(ClientError::TooSlow(d)) => {
+                println!("ecr-broker at {}: no answer within {} s\n", socket.display(), d.as_secs());
+                code = 1;
+            }
             Err(ClientError::Unhealthy(why)) => {
                 println!("ecr-broker at {}: not answering properly ({why})\n", socket.display());
                 code = 1;
