@@ -55,6 +55,9 @@ pub enum FetchError {
     Unreachable { service: &'static str, detail: String },
     /// An answer we cannot use.
     BadAnswer(String),
+    /// The named profile cannot give credentials: missing from the config files, or an SSO
+    /// profile without a live session. The text names the profile and what to do.
+    Profile(String),
 }
 
 impl FetchError {
@@ -96,6 +99,7 @@ impl fmt::Display for FetchError {
             }
             FetchError::Unreachable { service, detail } => write!(f, "could not reach {service}: {detail}"),
             FetchError::BadAnswer(d) => write!(f, "{d}"),
+            FetchError::Profile(d) => write!(f, "{d}"),
         }
     }
 }
@@ -292,6 +296,50 @@ pub async fn resolve_credentials(cfg: &SdkConfig) -> Result<ResolvedCredentials,
     let creds = provider.provide_credentials().await.map_err(credentials_error)?;
     let expires_at = creds.expiry().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
     Ok(ResolvedCredentials { access_key_id: creds.access_key_id().to_string(), expires_at })
+}
+
+/// The profile whose credentials `identity` uses: its own, else `AWS_PROFILE` (or
+/// `AWS_DEFAULT_PROFILE`) when the default chain would read a profile at all (no keys in the
+/// environment).
+pub fn profile_in_use(identity: &Identity) -> Option<String> {
+    if identity.profile.is_some() {
+        return identity.profile.clone();
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
+    ["AWS_PROFILE", "AWS_DEFAULT_PROFILE"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+/// After credentials could not be had: if a named profile is in use, say what is wrong with
+/// it (absent from the config files; an SSO profile whose session expired), else keep `err`.
+/// Only called on failure, so a working setup never parses the files twice.
+pub async fn explain_profile_error(identity: &Identity, err: FetchError) -> FetchError {
+    let FetchError::Credentials(detail) = &err else { return err };
+    let Some(name) = profile_in_use(identity) else { return err };
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+    let fs = aws_types::os_shim_internal::Fs::real();
+    let env = aws_types::os_shim_internal::Env::real();
+    let config_file = std::env::var("AWS_CONFIG_FILE").unwrap_or_else(|_| "~/.aws/config".into());
+    let profiles = match aws_config::profile::load(&fs, &env, &files, None).await {
+        Ok(p) => p,
+        Err(e) => return FetchError::Profile(format!("profile {name}: cannot read the AWS config files: {}", one_line(&e))),
+    };
+    let Some(profile) = profiles.get_profile(&name) else {
+        return FetchError::Profile(format!(
+            "profile {name} not found in {config_file} (nor in the credentials file): check AWS_PROFILE and the rules of the ecr-cred config"
+        ));
+    };
+    if profile.get("sso_session").is_some() || profile.get("sso_start_url").is_some() {
+        return FetchError::Profile(format!(
+            "the SSO session of profile {name} has expired or was never started: run `aws sso login --profile {name}` ({detail})"
+        ));
+    }
+    err
 }
 
 /// The principal's ARN, from STS GetCallerIdentity.

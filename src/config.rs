@@ -198,6 +198,66 @@ impl Config {
     }
 }
 
+/// The user's configuration file, shared by the helper and a user broker:
+/// `$XDG_CONFIG_HOME/ecr-cred/config.toml`, else `~/.config/ecr-cred/config.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    user_config_home().map(|d| d.join("ecr-cred/config.toml"))
+}
+
+/// Where a user broker read its configuration before `ecr-cred/config.toml` existed:
+/// `$XDG_CONFIG_HOME/ecr-broker/config.toml`; still read when the new file is absent.
+pub fn legacy_user_config_path() -> Option<PathBuf> {
+    user_config_home().map(|d| d.join("ecr-broker/config.toml"))
+}
+
+fn user_config_home() -> Option<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(d) => Some(d),
+        None => crate::paths::home_dir().map(|h| h.join(".config")),
+    }
+}
+
+/// Larger user config files are refused (a real one is a few hundred bytes).
+const MAX_USER_CONFIG_BYTES: u64 = 1 << 20;
+
+impl Config {
+    /// The user's configuration file for the helper, if there is one: `Ok(None)` when absent.
+    /// Only a regular file is read (never blocks on a FIFO or device), at most 1 MiB.
+    pub fn load_user(path: &Path) -> Result<Option<Config>, String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", path.display()));
+        }
+        if meta.len() > MAX_USER_CONFIG_BYTES {
+            return Err(format!("{} is larger than {MAX_USER_CONFIG_BYTES} bytes", path.display()));
+        }
+        let mut text = String::new();
+        file.take(MAX_USER_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parse and check a config's text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The identity that serves `registry`, by name and as the AWS layer wants it.
+    pub fn route(&self, registry: &RegistryHost) -> (String, Identity) {
+        let name = self.identity_for(registry);
+        let identity = self.identity(&name).unwrap_or_default();
+        (name, identity)
+    }
+}
+
 /// `"0660"` -> 0o660.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)

@@ -431,3 +431,56 @@ fn list_reports_the_configured_registries() {
     assert_eq!(listed[format!("https://{A}")], "AWS", "{run:#?}");
     assert_eq!(listed["https://public.ecr.aws"], "AWS", "{run:#?}");
 }
+
+#[test]
+fn remove_takes_out_only_this_helpers_entry_from_both_files_and_keeps_a_backup() {
+    for (n, fixture) in FIXTURES.iter().enumerate() {
+        let (mut h, dir) = with_docker_config();
+        let auth = h.home().join("containers-auth.json");
+        h.env("REGISTRY_AUTH_FILE", &auth);
+        let cfg = dir.join("config.json");
+        fs::write(&cfg, fixture).unwrap();
+        fs::set_permissions(&cfg, fs::Permissions::from_mode(0o640)).unwrap();
+        h.run(&["configure", "--containers", "--registry", A, "--registry", B], b"").assert_ok();
+        let added = fs::read(&cfg).unwrap();
+        let added_auth = fs::read(&auth).unwrap();
+
+        let run = h.run(&["configure", "--remove", "--registry", A], b"");
+        run.assert_ok();
+        assert!(run.stdout.contains("removed") && run.stdout.contains(A), "fixture {n}: {run:#?}");
+        for (file, before) in [(&cfg, &added), (&auth, &added_auth)] {
+            let after = json(file);
+            let mut want: Value = serde_json::from_slice(before).unwrap();
+            want["credHelpers"].as_object_mut().unwrap().remove(A);
+            assert_eq!(after, want, "fixture {n}: {}: only {A} went", file.display());
+            assert_eq!(after["credHelpers"][B], "ecr", "fixture {n}");
+            assert_eq!(fs::read(sibling_bak(file)).unwrap(), *before, "fixture {n}: .bak holds the file before removal");
+        }
+        assert_eq!(top_level_keys(&fs::read_to_string(&cfg).unwrap()), top_level_keys(&String::from_utf8_lossy(&added)), "fixture {n}");
+        assert_eq!(mode(&cfg), 0o640, "fixture {n}");
+
+        // Nothing left to remove: nothing written.
+        let t = mtime(&cfg);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = h.run(&["configure", "--remove", "--registry", A], b"");
+        again.assert_ok();
+        assert_eq!(mtime(&cfg), t, "fixture {n}: rewritten although nothing changed");
+    }
+}
+
+#[test]
+fn remove_keeps_another_helpers_entry_and_creates_no_file() {
+    let (h, dir) = with_docker_config();
+    let cfg = dir.join("config.json");
+    let old = format!("{{\n\t\"credHelpers\": {{\n\t\t\"{A}\": \"ecr-login\"\n\t}}\n}}");
+    fs::write(&cfg, &old).unwrap();
+    let run = h.run(&["configure", "--remove", "--registry", A], b"");
+    run.assert_ok();
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), old, "an entry naming another helper is not ours to remove");
+    assert!(run.stdout.contains("not this helper"), "{run:#?}");
+    assert!(!h.home().join(".config/containers/auth.json").exists(), "removal creates no file");
+}
+
+fn sibling_bak(p: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.bak", p.display()))
+}

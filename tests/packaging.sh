@@ -17,7 +17,8 @@
 #             then the package unpacked (dpkg-deb -x) into a temporary root and its binaries
 #             run from there: `docker-credential-ecr version`, `get` of a non-ECR host, and
 #             the ecr-credential-provider symlink (dispatch by name: `{}` on stdin must fail
-#             with an error on stderr).
+#             with an error on stderr), and the completions (bash loads them) and man pages
+#             that packaging/gen-completions.sh generates before packaging.
 #   .rpm      `cargo generate-rpm -p daemon`: file list and modes, config, requires, and
 #             that the scriptlets are packaging/rpm/*.sh (rpm -qp).
 #   k8s/helm  every YAML parsed (python3-yaml) and the fields that matter checked with a
@@ -374,6 +375,7 @@ check "packaging/config.toml: every commented example is valid" config_examples_
 DEB=""
 build_deb() {
   rm -f "$REPO"/target/debian/ecr-cred_*.deb
+  "$PKG/gen-completions.sh" "$BIN" "$BIN/share" >&2
   cargo deb -p ecr-broker --no-build 2>&1
   ls "$REPO"/target/debian/ecr-cred_*.deb
 }
@@ -418,6 +420,14 @@ lrwxrwxrwx 0/0 /usr/libexec/ecr-cred/ecr-credential-provider -> ../../bin/docker
 -rw-r--r-- 0/0 /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
 -rw-r--r-- 0/0 /usr/share/doc/ecr-cred/install.md
 -rw-r--r-- 0/0 /usr/share/doc/ecr-cred/copyright
+-rw-r--r-- 0/0 /usr/share/bash-completion/completions/docker-credential-ecr
+-rw-r--r-- 0/0 /usr/share/bash-completion/completions/ecr-broker
+-rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_docker-credential-ecr
+-rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_ecr-broker
+-rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
+-rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/ecr-broker.fish
+-rw-r--r-- 0/0 /usr/share/man/man1/docker-credential-ecr.1.gz
+-rw-r--r-- 0/0 /usr/share/man/man1/ecr-broker.1.gz
 EOF
   diff -u "$WORK/files.want" "$WORK/files.got"
 }
@@ -470,6 +480,16 @@ deb_provider_symlink_dispatches() {
   [ "$rc" -ne 0 ] && grep -q 'unknown action' "$WORK/helper.out"
 }
 
+deb_completions_and_man_pages() {
+  local c
+  for c in docker-credential-ecr ecr-broker; do
+    bash -c "source '$DEBROOT/usr/share/bash-completion/completions/$c' && complete -p $c"
+    grep -q "^#compdef $c" "$DEBROOT/usr/share/zsh/vendor-completions/_$c"
+    grep -q "complete -c $c" "$DEBROOT/usr/share/fish/vendor_completions.d/$c.fish"
+    zcat "$DEBROOT/usr/share/man/man1/$c.1.gz" | grep -q "^\.TH $c 1"
+  done
+}
+
 deb_broker_checks_packaged_config() {
   "$DEBROOT/usr/bin/ecr-broker" --check-config --config "$DEBROOT/etc/ecr-broker/config.toml"
   "$DEBROOT/usr/bin/ecr-broker" --version >"$WORK/broker.version"
@@ -486,6 +506,7 @@ if DEBOUT="$(build_deb)"; then
   check "unpacked: docker-credential-ecr version / get docker.io" deb_helper_runs
   check "unpacked: ecr-credential-provider symlink dispatches by name ({} fails on stderr)" deb_provider_symlink_dispatches
   check "unpacked: ecr-broker --check-config on the packaged config" deb_broker_checks_packaged_config
+  check "unpacked: bash loads both completions; zsh, fish and man pages are there" deb_completions_and_man_pages
 else
   FAILED=$((FAILED + 1)); FAILURES+=("cargo deb"); echo "FAIL  cargo deb -p ecr-broker --no-build"; echo "$DEBOUT" | sed 's/^/      /'
 fi
@@ -496,6 +517,7 @@ fi
 RPM=""
 build_rpm() {
   rm -f "$REPO"/target/generate-rpm/ecr-cred-*.rpm
+  "$PKG/gen-completions.sh" "$BIN" "$BIN/share" >&2
   cargo generate-rpm -p daemon 2>&1
   ls "$REPO"/target/generate-rpm/ecr-cred-*.rpm
 }
@@ -515,6 +537,14 @@ rpm_contents() {
 -rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.socket
 -rw-r--r-- root:root /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
 -rw-r--r-- root:root /usr/share/doc/ecr-cred/install.md
+-rw-r--r-- root:root /usr/share/bash-completion/completions/docker-credential-ecr
+-rw-r--r-- root:root /usr/share/bash-completion/completions/ecr-broker
+-rw-r--r-- root:root /usr/share/zsh/site-functions/_docker-credential-ecr
+-rw-r--r-- root:root /usr/share/zsh/site-functions/_ecr-broker
+-rw-r--r-- root:root /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
+-rw-r--r-- root:root /usr/share/fish/vendor_completions.d/ecr-broker.fish
+-rw-r--r-- root:root /usr/share/man/man1/docker-credential-ecr.1.gz
+-rw-r--r-- root:root /usr/share/man/man1/ecr-broker.1.gz
 WANT
   diff -u "$WORK/rpm.want" "$WORK/rpm.got"
   rpm -qpc "$RPM" >"$WORK/rpm.conf"
@@ -798,6 +828,8 @@ homebrew_formula() {
   grep -q 'std_cargo_args(path: "helper")' "$PKG/homebrew/ecr-cred.rb"
   grep -q 'std_cargo_args(path: "daemon")' "$PKG/homebrew/ecr-cred.rb"
   grep -q '^  service do$' "$PKG/homebrew/ecr-cred.rb"
+  grep -q 'generate_completions_from_executable(bin/"docker-credential-ecr", "completions")' "$PKG/homebrew/ecr-cred.rb"
+  grep -q 'generate_completions_from_executable(bin/"ecr-broker", "--completions")' "$PKG/homebrew/ecr-cred.rb"
 }
 
 docs_quote_real_errors() {

@@ -25,7 +25,7 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "ecr-broker", version, about = "Holds and refreshes Amazon ECR tokens for every client on this host, over a Unix socket")]
 struct Cli {
-    /// Configuration file [system: /etc/ecr-broker/config.toml; user: ~/.config/ecr-broker/config.toml]
+    /// Configuration file [system: /etc/ecr-broker/config.toml; user: ~/.config/ecr-cred/config.toml, else the older ~/.config/ecr-broker/config.toml]
     #[arg(long)]
     config: Option<PathBuf>,
     /// Socket path [system: /run/ecr-broker/broker.sock; user: $XDG_RUNTIME_DIR/ecr-broker.sock, else ~/.local/state/ecr-broker/broker.sock]
@@ -43,6 +43,33 @@ struct Cli {
     /// Check the configuration and exit
     #[arg(long)]
     check_config: bool,
+    /// Print a shell completion script (bash, zsh or fish) and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Print the manual page (roff) and exit
+    #[arg(long, exclusive = true)]
+    man: bool,
+}
+
+/// `--completions SHELL` and `--man`: print and exit.
+fn print_docs(cli: &Cli) {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut text = Vec::new();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "ecr-broker", &mut text);
+    } else if cli.man {
+        clap_mangen::Man::new(Cli::command()).render(&mut text).expect("rendering into memory cannot fail");
+    } else {
+        return;
+    }
+    // A closed pipe (`| head`) is a message, not a panic.
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {
+        eprintln!("ecr-broker: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
 }
 
 /// Paths and modes that differ between a system broker and a user's.
@@ -67,7 +94,12 @@ fn defaults(user_mode: bool) -> Defaults {
         std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.join(fallback))
     };
     Defaults {
-        config: xdg("XDG_CONFIG_HOME", ".config").join("ecr-broker/config.toml"),
+        // The file the helper reads too; the older broker-only path while the new one is absent.
+        config: match (config::user_config_path(), config::legacy_user_config_path()) {
+            (Some(new), Some(old)) if !new.exists() && old.exists() => old,
+            (Some(new), _) => new,
+            _ => xdg("XDG_CONFIG_HOME", ".config").join("ecr-cred/config.toml"),
+        },
         // The helper looks in the same place (one function for both).
         socket: ecr_cred::broker::user_socket().unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/broker.sock")),
         state: xdg("XDG_STATE_HOME", ".local/state").join("ecr-broker/state.json"),
@@ -78,6 +110,7 @@ fn defaults(user_mode: bool) -> Defaults {
 fn main() {
     ecr_cred::logging::init("info");
     let cli = Cli::parse();
+    print_docs(&cli);
     // SAFETY: geteuid cannot fail.
     let user_mode = cli.user || (!cli.system && unsafe { libc::geteuid() } != 0);
     let d = defaults(user_mode);

@@ -4,6 +4,10 @@
 //! `~/.docker/config.json`) and, with `--containers`, to containers' persistent auth file
 //! (`$REGISTRY_AUTH_FILE`, else `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`).
 //!
+//! `--remove` takes this helper's entries for the hosts out again (of both files, where they
+//! exist), and nothing else. `--profile NAME` / `--role-arn ARN` also route the hosts to that
+//! identity in the user's config file (see [`crate::user_config`]), written the same way.
+//!
 //! Every other key and value is kept as it was, in its order (serde_json's `preserve_order`),
 //! with the file's own indentation. A file is only written when something changes: first a
 //! backup `<file>.bak` of the previous bytes, then the new content, each through a temporary
@@ -40,6 +44,18 @@ pub struct ConfigureArgs {
     /// Print the kubelet credential provider configuration for this helper and exit.
     #[arg(long)]
     pub kubelet: bool,
+    /// Take the hosts' entries for this helper out of docker's and containers' config instead (only those entries).
+    #[arg(long, conflicts_with_all = ["all_known", "kubelet", "profile", "role_arn"])]
+    pub remove: bool,
+    /// Fetch these registries' tokens with this AWS profile: writes an identity and a rule to ~/.config/ecr-cred/config.toml.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Fetch these registries' tokens by assuming this role (with --profile's credentials, else the default chain).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for (with --role-arn).
+    #[arg(long, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
 }
 
 /// Returns the exit code.
@@ -71,14 +87,23 @@ pub fn add_cred_helpers(hosts: &[String], containers: bool) -> Result<String, St
 fn configure(args: &ConfigureArgs) -> Result<String, String> {
     let hosts = requested_hosts(args)?;
     let mut targets = vec![docker_config_path()?];
-    if args.containers {
+    // Removing looks at containers' file too: an entry there is as much ours.
+    if args.containers || args.remove {
         let p = containers_auth_path()?;
         if !targets.contains(&p) {
             targets.push(p);
         }
     }
     // Read, check and compute every file before touching any.
-    let plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts)).collect::<Result<_, _>>()?;
+    let mut plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts, args.remove)).collect::<Result<_, _>>()?;
+    let wanted = crate::user_config::Wanted {
+        profile: args.profile.clone(),
+        role_arn: args.role_arn.clone(),
+        external_id: args.external_id.clone(),
+    };
+    if !wanted.is_empty() {
+        plans.push(Plan::user_config(&hosts, &wanted)?);
+    }
 
     let mut out = String::new();
     if args.dry_run {
@@ -89,7 +114,7 @@ fn configure(args: &ConfigureArgs) -> Result<String, String> {
                 let from = if p.old.is_some() { p.real.display().to_string() } else { "/dev/null".to_string() };
                 out.push_str(&unified_diff(&old, &new, &from, &p.real.display().to_string(), 3));
             } else {
-                out.push_str(&format!("{}: already configured for {}\n", p.shown(), hosts.join(", ")));
+                out.push_str(&p.unchanged());
             }
         }
         out.push_str("(dry run: nothing was written)\n");
@@ -201,16 +226,20 @@ struct Plan {
     /// Host and the helper it named before.
     replaced: Vec<(String, String)>,
     already: Vec<String>,
+    removed: Vec<String>,
+    /// Further lines for the report.
+    notes: Vec<String>,
 }
 
 impl Plan {
-    fn make(path: PathBuf, hosts: &[String]) -> Result<Plan, String> {
+    /// The file at `path` as it is (a symlink's target), and its text.
+    fn read(path: &Path) -> Result<(PathBuf, Option<Old>), String> {
         let fail = |p: &Path, what: String| format!("{}: {what}; nothing was changed", p.display());
-        let real = match fs::symlink_metadata(&path) {
+        let real = match fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_symlink() => {
-                fs::canonicalize(&path).map_err(|e| fail(&path, format!("is a symbolic link that cannot be followed ({e})")))?
+                fs::canonicalize(path).map_err(|e| fail(path, format!("is a symbolic link that cannot be followed ({e})")))?
             }
-            _ => path.clone(),
+            _ => path.to_path_buf(),
         };
         let old = match fs::metadata(&real) {
             Ok(meta) => {
@@ -223,9 +252,29 @@ impl Plan {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(fail(&real, format!("cannot be read ({e})"))),
         };
+        if let Some(o) = &old {
+            std::str::from_utf8(&o.bytes).map_err(|e| fail(&real, format!("is not UTF-8 text ({e})")))?;
+        }
+        Ok((real, old))
+    }
 
+    /// The user's config file with `hosts` routed to `wanted`.
+    fn user_config(hosts: &[String], wanted: &crate::user_config::Wanted) -> Result<Plan, String> {
+        let path = ecr_cred::config::user_config_path().ok_or("cannot tell this user's config folder (set HOME)")?;
+        let (real, old) = Plan::read(&path)?;
+        let text = old.as_ref().map(|o| String::from_utf8_lossy(&o.bytes).into_owned()).unwrap_or_default();
+        let registries: Vec<RegistryHost> = hosts.iter().filter_map(|h| RegistryHost::parse(h)).collect();
+        let (new_text, notes) = crate::user_config::with_rules(&text, &registries, wanted)
+            .map_err(|e| format!("{}: {e}; nothing was changed", real.display()))?;
+        let new_bytes = if new_text == text { old.as_ref().map(|o| o.bytes.clone()).unwrap_or_default() } else { new_text.into_bytes() };
+        Ok(Plan { path, real, old, new_bytes, added: Vec::new(), replaced: Vec::new(), already: Vec::new(), removed: Vec::new(), notes })
+    }
+
+    fn make(path: PathBuf, hosts: &[String], remove: bool) -> Result<Plan, String> {
+        let fail = |p: &Path, what: String| format!("{}: {what}; nothing was changed", p.display());
+        let (real, old) = Plan::read(&path)?;
         let text = match &old {
-            Some(o) => std::str::from_utf8(&o.bytes).map_err(|e| fail(&real, format!("is not UTF-8 text ({e})")))?,
+            Some(o) => std::str::from_utf8(&o.bytes).expect("checked by read"),
             None => "",
         };
         // Docker reads an empty file as an empty configuration.
@@ -239,12 +288,34 @@ impl Plan {
             }
         };
 
-        let helpers = config.entry("credHelpers").or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(helpers) = helpers else {
-            return Err(fail(&real, format!("\"credHelpers\" is a JSON {}, not an object", kind(helpers))));
+        let (mut added, mut replaced, mut already, mut removed, mut notes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        if remove {
+            if let Some(helpers) = config.get_mut("credHelpers") {
+                let Value::Object(helpers) = helpers else {
+                    return Err(fail(&real, format!("\"credHelpers\" is a JSON {}, not an object", kind(helpers))));
+                };
+                for h in hosts {
+                    match helpers.get(h) {
+                        Some(Value::String(s)) if s == HELPER_NAME => {
+                            helpers.shift_remove(h);
+                            removed.push(h.clone());
+                        }
+                        Some(other) => notes.push(format!("  kept     {h}: {other} (not this helper)")),
+                        None => {}
+                    }
+                }
+            }
+        }
+        let mut nothing_to_add = Map::new();
+        let helpers = if remove {
+            &mut nothing_to_add
+        } else {
+            match config.entry("credHelpers").or_insert_with(|| Value::Object(Map::new())) {
+                Value::Object(h) => h,
+                other => return Err(fail(&real, format!("\"credHelpers\" is a JSON {}, not an object", kind(other)))),
+            }
         };
-        let (mut added, mut replaced, mut already) = (Vec::new(), Vec::new(), Vec::new());
-        for h in hosts {
+        for h in hosts.iter().filter(|_| !remove) {
             match helpers.get(h) {
                 Some(Value::String(s)) if s == HELPER_NAME => already.push(h.clone()),
                 Some(other) => replaced.push((h.clone(), other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string()))),
@@ -253,7 +324,7 @@ impl Plan {
             helpers.insert(h.clone(), Value::String(HELPER_NAME.into()));
         }
 
-        let new_bytes = if added.is_empty() && replaced.is_empty() {
+        let new_bytes = if added.is_empty() && replaced.is_empty() && removed.is_empty() {
             old.as_ref().map(|o| o.bytes.clone()).unwrap_or_default()
         } else {
             let indent = indent_of(text);
@@ -267,11 +338,29 @@ impl Plan {
             }
             buf
         };
-        Ok(Plan { path, real, old, new_bytes, added, replaced, already })
+        Ok(Plan { path, real, old, new_bytes, added, replaced, already, removed, notes })
     }
 
     fn changed(&self) -> bool {
-        !self.added.is_empty() || !self.replaced.is_empty()
+        match &self.old {
+            Some(o) => o.bytes != self.new_bytes,
+            None => !self.new_bytes.is_empty(),
+        }
+    }
+
+    /// The report line of a file that stays as it is.
+    fn unchanged(&self) -> String {
+        if self.old.is_none() {
+            format!("{}: does not exist; nothing to remove\n", self.shown())
+        } else if self.already.is_empty() {
+            let mut s = format!("{}: unchanged\n", self.shown());
+            for n in &self.notes {
+                s.push_str(&format!("{n}\n"));
+            }
+            s
+        } else {
+            format!("{}: already configured for {}\n", self.shown(), self.already.join(", "))
+        }
     }
 
     fn backup_path(&self) -> PathBuf {
@@ -290,8 +379,7 @@ impl Plan {
     fn summary(&self) -> String {
         let mut s = String::new();
         if !self.changed() {
-            s.push_str(&format!("{}: already configured for {}\n", self.shown(), self.already.join(", ")));
-            return s;
+            return self.unchanged();
         }
         match &self.old {
             Some(_) => s.push_str(&format!("updated {} (previous content saved as {})\n", self.shown(), self.backup_path().display())),
@@ -305,6 +393,12 @@ impl Plan {
         }
         for h in &self.already {
             s.push_str(&format!("  kept     {h}: {HELPER_NAME} (already configured)\n"));
+        }
+        for h in &self.removed {
+            s.push_str(&format!("  removed  {h}\n"));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("{n}\n"));
         }
         s
     }

@@ -3,12 +3,16 @@
 //! for, never raced, see [`crate::broker_client`]), then the user's token
 //! cache (no AWS call, no async runtime), then AWS itself.
 //!
-//! The in-process fetch resolves the credentials with the default chain, learns the principal
+//! The in-process fetch uses the identity the user's config file
+//! (`~/.config/ecr-cred/config.toml`, the broker's format) routes the registry to: a profile,
+//! a role, or the default chain when no rule matches or there is no file. It resolves those
+//! credentials, learns the principal
 //! from STS (so rotated credentials of the same role reuse its cached token), and asks ECR.
 //! When no cached token could possibly match, STS and ECR are asked at the same time.
 
 use ecr_cred::aws::{self, FetchError, Identity};
 use ecr_cred::cache::{CacheFile, TokenCache, TokenKey};
+use ecr_cred::config::{self, Config};
 use ecr_cred::identity::{self, CredentialSource};
 use ecr_cred::paths;
 use ecr_cred::registry::RegistryHost;
@@ -23,6 +27,8 @@ pub enum GetError {
     BrokerRefused(String),
     /// The broker works but could not get a token in time (AWS failed or was slow).
     BrokerFailed(String),
+    /// The user's config file cannot be used.
+    Config(String),
     Runtime(String),
 }
 
@@ -32,6 +38,7 @@ impl fmt::Display for GetError {
             GetError::Fetch(e) => e.fmt(f),
             GetError::BrokerRefused(why) => write!(f, "the ecr-broker refused this request: {why}"),
             GetError::BrokerFailed(why) => write!(f, "the ecr-broker could not get a token: {why}"),
+            GetError::Config(e) => write!(f, "{e}"),
             GetError::Runtime(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -62,7 +69,8 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
     }
     let now = now_unix();
     let endpoint = aws::endpoint_override(registry.variant);
-    let source = CredentialSource::from_env(&[]);
+    let identity = routed_identity(registry)?;
+    let source = credential_source(&identity);
     let cache = open_cache();
     let snapshot = cache.as_ref().map(TokenCache::load).unwrap_or_default();
 
@@ -78,7 +86,7 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GetError::Runtime(e.to_string()))?;
-    let fetched = runtime.block_on(fetch(registry, endpoint.as_deref(), &snapshot, now)).map_err(GetError::Fetch)?;
+    let fetched = runtime.block_on(fetch(registry, &identity, endpoint.as_deref(), &snapshot, now)).map_err(GetError::Fetch)?;
 
     let Fetched { principal, credentials_expire, token, from_cache } = fetched;
     let valid_until = (now + source.ttl()).min(credentials_expire.unwrap_or(i64::MAX));
@@ -94,6 +102,44 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
         c.note_registry(&registry.host, now);
     });
     Ok(token)
+}
+
+/// The identity the user's config file routes `registry` to; the default chain without a file.
+fn routed_identity(registry: &RegistryHost) -> Result<Identity, GetError> {
+    let Some(path) = config::user_config_path() else { return Ok(Identity::default()) };
+    match Config::load_user(&path) {
+        Ok(Some(c)) => {
+            let (name, identity) = c.route(registry);
+            tracing::debug!(registry = %registry, identity = name, "routed by {}", path.display());
+            Ok(identity)
+        }
+        Ok(None) => Ok(Identity::default()),
+        Err(e) => Err(GetError::Config(e)),
+    }
+}
+
+/// The credential source's fingerprint: the environment and AWS files, plus the identity the
+/// registry is routed to, so two registries routed to different profiles or roles never share
+/// a principal mapping (and so never a token of another principal). Only an access key in the
+/// environment with the default chain pins the identity.
+fn credential_source(identity: &Identity) -> CredentialSource {
+    if *identity == Identity::default() {
+        return CredentialSource::from_env(&[]);
+    }
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    if let Some(p) = &identity.profile {
+        extra.push(("ecr-cred.profile", p.clone()));
+    }
+    if let Some(r) = &identity.role {
+        extra.push(("ecr-cred.role_arn", r.role_arn.clone()));
+        extra.push(("ecr-cred.external_id", r.external_id.clone().unwrap_or_default()));
+        extra.push(("ecr-cred.session_name", r.session_name.clone().unwrap_or_default()));
+        extra.push(("ecr-cred.duration_seconds", r.duration_secs.map(|d| d.to_string()).unwrap_or_default()));
+    }
+    let pairs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut source = CredentialSource::from_env(&pairs);
+    source.pinned = false;
+    source
 }
 
 /// Apply a change to the cache; a cache that cannot be written is a warning, never a failure.
@@ -112,9 +158,18 @@ struct Fetched {
     from_cache: bool,
 }
 
-async fn fetch(registry: &RegistryHost, endpoint: Option<&str>, snapshot: &CacheFile, now: i64) -> Result<Fetched, FetchError> {
-    let cfg = aws::sdk_config(&registry.region, &Identity::default()).await;
-    let creds = aws::resolve_credentials(&cfg).await?;
+async fn fetch(
+    registry: &RegistryHost,
+    identity: &Identity,
+    endpoint: Option<&str>,
+    snapshot: &CacheFile,
+    now: i64,
+) -> Result<Fetched, FetchError> {
+    let cfg = aws::sdk_config(&registry.region, identity).await;
+    let creds = match aws::resolve_credentials(&cfg).await {
+        Ok(c) => c,
+        Err(e) => return Err(aws::explain_profile_error(identity, e).await),
+    };
     // Could any cached token serve this registry once we know the principal?
     let a_cached_token_could_match = snapshot.tokens.values().any(|e| {
         e.key.region == registry.region

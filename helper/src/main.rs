@@ -12,6 +12,7 @@ mod kubelet;
 mod login;
 mod protocol;
 mod status;
+mod user_config;
 
 use clap::{Parser, Subcommand};
 
@@ -53,13 +54,34 @@ enum Action {
     /// Prepare a CI job: fetch tokens for the registries; --github-actions masks and outputs them.
     Login(login::LoginArgs),
     /// Show what the ecr-broker and this user's cache hold.
-    Status,
+    Status(status::StatusArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `docker-credential-ecr man > docker-credential-ecr.1`.
+    Man,
+}
+
+/// The credential-helper protocol's actions: a usage error of one of these (or of no known
+/// action) is answered as the protocol wants every failure, one line on stdout and exit 1.
+const PROTOCOL_ACTIONS: &[&str] = &["get", "store", "erase", "list", "version"];
+
+/// The action named on the command line, if it is one of ours and not a protocol action.
+fn non_protocol_action() -> Option<String> {
+    use clap::CommandFactory;
+    let first = std::env::args().nth(1)?;
+    let cmd = Cli::command();
+    let known = cmd.get_subcommands().any(|c| c.get_name() == first);
+    (known && !PROTOCOL_ACTIONS.contains(&first.as_str())).then_some(first)
 }
 
 /// One line for a command-line mistake.
 fn usage_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ErrorKind};
-    const ACTIONS: &str = "get, store, erase, list, version, configure, get-login-password, login, status or kubelet (see --help)";
+    const ACTIONS: &str =
+        "get, store, erase, list, version, configure, get-login-password, login, status, kubelet, completions or man (see --help)";
     match e.kind() {
         ErrorKind::InvalidSubcommand => {
             let what = e.get(ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
@@ -69,6 +91,19 @@ fn usage_error(e: &clap::Error) -> String {
             format!("no action given: expected {ACTIONS}")
         }
         _ => e.render().to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string(),
+    }
+}
+
+/// Write generated text to stdout; a closed pipe (`| head`) is an error message, not a panic.
+fn print_bytes(bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("docker-credential-ecr: cannot write to stdout: {e}");
+            1
+        }
     }
 }
 
@@ -94,11 +129,18 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are answers (exit 0). A usage error is one line on stdout
-            // and exit 1, as the credential-helper protocol expects of every failure.
+            // --help and --version are answers (exit 0). A usage error of the other commands
+            // is clap's whole message on stderr, exit 2: nothing reaches a pipe such as
+            // `get-login-password | docker login --password-stdin`. One of a protocol action
+            // (or an unknown action) is one line on stdout and exit 1, as the
+            // credential-helper protocol expects of every failure.
             if !e.use_stderr() {
                 print!("{}", e.render());
                 std::process::exit(0);
+            }
+            if non_protocol_action().is_some() {
+                eprint!("{}", e.render());
+                std::process::exit(2);
             }
             println!("{}", usage_error(&e));
             std::process::exit(1);
@@ -114,7 +156,19 @@ fn main() {
         Action::Configure(args) => std::process::exit(configure::run(&args)),
         Action::GetLoginPassword(args) => std::process::exit(login::get_login_password(&args)),
         Action::Login(args) => std::process::exit(login::login(&args)),
-        Action::Status => std::process::exit(status::run()),
+        Action::Status(args) => std::process::exit(status::run(&args)),
+        Action::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "docker-credential-ecr", &mut script);
+            std::process::exit(print_bytes(&script));
+        }
+        Action::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).expect("rendering into memory cannot fail");
+            std::process::exit(print_bytes(&page));
+        }
     };
     std::process::exit(protocol::respond(result));
 }

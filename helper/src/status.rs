@@ -1,9 +1,13 @@
 //! `status`: what the local ecr-broker holds (identities, tokens, expiries, errors, call
-//! counts) and what this user's own cache holds, as tables. Never prints a secret.
+//! counts) and what this user's own cache holds, as tables or (`--json`) as JSON. Never prints
+//! a secret.
 
 use crate::credentials;
 use ecr_cred::broker::{self, ClientError, StatusResponse};
+use ecr_cred::cache::CacheFile;
 use ecr_cred::token::now_unix;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// "3h12m", "-5m" (expired), or "-" for none.
@@ -73,38 +77,56 @@ pub fn broker_table(s: &StatusResponse, now: i64) -> String {
     out
 }
 
-pub fn run() -> i32 {
-    let now = now_unix();
-    let mut code = 0;
-    match broker::default_socket() {
-        None => println!("ecr-broker: not used (ECR_BROKER_SOCKET=none)\n"),
-        Some(socket) => match broker::get(&socket, "/v1/status", Duration::from_secs(5)) {
-            Ok(r) if r.status == 200 => match serde_json::from_slice::<StatusResponse>(&r.body) {
-                Ok(s) => println!("{}", broker_table(&s, now)),
-                Err(e) => {
-                    println!("ecr-broker at {}: unreadable status ({e})\n", socket.display());
-                    code = 1;
-                }
-            },
-            Ok(r) => {
-                println!("ecr-broker at {}: answered HTTP {}\n", socket.display(), r.status);
-                code = 1;
-            }
-            Err(ClientError::Absent) => println!("ecr-broker: none running at {}\n", socket.display()),
-            Err(ClientError::TooSlow(d)) => {
-                println!("ecr-broker at {}: no answer within {} s\n", socket.display(), d.as_secs());
-                code = 1;
-            }
-            Err(ClientError::Unhealthy(why)) => {
-                println!("ecr-broker at {}: not answering properly ({why})\n", socket.display());
-                code = 1;
-            }
+#[derive(clap::Args, Debug, Default)]
+pub struct StatusArgs {
+    /// Print the same facts as JSON (times as Unix seconds), for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What the broker said, or why it said nothing.
+enum BrokerState {
+    NotUsed,
+    Absent(PathBuf),
+    Running(PathBuf, StatusResponse),
+    Broken(PathBuf, String),
+}
+
+fn broker_state() -> BrokerState {
+    let Some(socket) = broker::default_socket() else { return BrokerState::NotUsed };
+    match broker::get(&socket, "/v1/status", Duration::from_secs(5)) {
+        Ok(r) if r.status == 200 => match serde_json::from_slice::<StatusResponse>(&r.body) {
+            Ok(s) => BrokerState::Running(socket, s),
+            Err(e) => BrokerState::Broken(socket, format!("unreadable status ({e})")),
         },
+        Ok(r) => BrokerState::Broken(socket, format!("answered HTTP {}", r.status)),
+        Err(ClientError::Absent) => BrokerState::Absent(socket),
+        Err(ClientError::TooSlow(d)) => BrokerState::Broken(socket, format!("no answer within {} s", d.as_secs())),
+        Err(ClientError::Unhealthy(why)) => BrokerState::Broken(socket, format!("not answering properly ({why})")),
     }
-    match credentials::open_cache() {
+}
+
+pub fn run(args: &StatusArgs) -> i32 {
+    let now = now_unix();
+    let broker = broker_state();
+    let code = if matches!(broker, BrokerState::Broken(..)) { 1 } else { 0 };
+    let cache = credentials::open_cache().map(|c| (c.file_path(), c.load()));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status_json(&broker, cache.as_ref().map(|(p, f)| (p.as_path(), f)), now)).expect("JSON")
+        );
+        return code;
+    }
+    match &broker {
+        BrokerState::NotUsed => println!("ecr-broker: not used (ECR_BROKER_SOCKET=none)\n"),
+        BrokerState::Absent(socket) => println!("ecr-broker: none running at {}\n", socket.display()),
+        BrokerState::Running(_, s) => println!("{}", broker_table(s, now)),
+        BrokerState::Broken(socket, why) => println!("ecr-broker at {}: {why}\n", socket.display()),
+    }
+    match &cache {
         None => println!("local cache: disabled or unusable"),
-        Some(cache) => {
-            let file = cache.load();
+        Some((path, file)) => {
             let rows: Vec<Vec<String>> = file
                 .tokens
                 .values()
@@ -119,11 +141,42 @@ pub fn run() -> i32 {
                     ]
                 })
                 .collect();
-            println!("local cache {}:", cache.file_path().display());
+            println!("local cache {}:", path.display());
             print!("{}", table(&["PRINCIPAL", "REGION", "VARIANT", "EXPIRES IN", "FRESH", "ENDPOINT"], &rows));
         }
     }
     code
+}
+
+/// `status --json`: the facts of the tables (never a token), with absolute times.
+fn status_json(broker: &BrokerState, cache: Option<(&Path, &CacheFile)>, now: i64) -> Value {
+    let broker = match broker {
+        BrokerState::NotUsed => json!({"state": "not used", "socket": null}),
+        BrokerState::Absent(p) => json!({"state": "absent", "socket": p}),
+        BrokerState::Running(p, s) => json!({"state": "running", "socket": p, "status": s}),
+        BrokerState::Broken(p, why) => json!({"state": "error", "socket": p, "error": why}),
+    };
+    let cache = match cache {
+        None => json!({"state": "disabled or unusable", "path": null, "tokens": []}),
+        Some((path, file)) => {
+            let tokens: Vec<Value> = file
+                .tokens
+                .values()
+                .map(|e| {
+                    json!({
+                        "principal": e.key.principal,
+                        "region": e.key.region,
+                        "variant": e.key.variant,
+                        "endpoint": e.key.endpoint,
+                        "expires_at": e.token.expires_at,
+                        "fresh": e.token.is_fresh(now),
+                    })
+                })
+                .collect();
+            json!({"state": "ok", "path": path, "tokens": tokens})
+        }
+    };
+    json!({"now": now, "broker": broker, "cache": cache})
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ class EcrCred < Formula
     (etc/"ecr-broker").install "packaging/config.toml"
     pkgshare.install "packaging/kubernetes/credential-provider-config.yaml"
     doc.install "docs/install.md"
+    # Shell completions and man pages, printed by the binaries themselves.
+    generate_completions_from_executable(bin/"docker-credential-ecr", "completions")
+    generate_completions_from_executable(bin/"ecr-broker", "--completions")
+    (man1/"docker-credential-ecr.1").write Utils.safe_popen_read(bin/"docker-credential-ecr", "man")
+    (man1/"ecr-broker.1").write Utils.safe_popen_read(bin/"ecr-broker", "--man")
   end
 
   def caveats
@@ -28,8 +33,9 @@ class EcrCred < Formula
         "credHelpers": { "<account>.dkr.ecr.<region>.amazonaws.com": "ecr" }
       The broker service listens on ~/Library/Caches/ecr-broker/broker.sock; tell the helper:
         export ECR_BROKER_SOCKET="$HOME/Library/Caches/ecr-broker/broker.sock"
-      A user broker reads ~/.config/ecr-broker/config.toml when it exists (example:
-        #{etc}/ecr-broker/config.toml).
+      The helper and a user broker read ~/.config/ecr-cred/config.toml (a profile or role per
+        registry; example: #{etc}/ecr-broker/config.toml). A user broker still reads the older
+        ~/.config/ecr-broker/config.toml while the new file does not exist.
     EOS
   end
 

@@ -33,6 +33,8 @@
 //! - [`FakeAws::set_token_lifetime`]`(secs: i64)`: `expiresAt = now + secs` (default 43200;
 //!   negative: already expired on arrival).
 //! - [`FakeAws::set_caller_arn`]`(arn)`: the ARN GetCallerIdentity answers.
+//! - [`FakeAws::set_caller_arn_for`]`(access_key_id, arn)`: the ARN it answers to requests
+//!   signed with that access key id (others get the one above): two profiles, two principals.
 //! - [`FakeAws::token_password`]`(n) -> String`: the password of the n-th token handed out
 //!   (1-based): `fake-token-<n>`; every token is distinct.
 //! - [`FakeAws::tokens_issued`] `-> usize`.
@@ -73,6 +75,7 @@ struct State {
     sts_mode: Mode,
     lifetime: i64,
     caller_arn: String,
+    arns_by_key: std::collections::HashMap<String, String>,
     requests: Vec<Request>,
     issued: usize,
 }
@@ -98,6 +101,7 @@ impl FakeAws {
             sts_mode: Mode::Ok,
             lifetime: 43200,
             caller_arn: "arn:aws:iam::123456789012:user/fake".into(),
+            arns_by_key: Default::default(),
             requests: Vec::new(),
             issued: 0,
         }));
@@ -148,6 +152,10 @@ impl FakeAws {
 
     pub fn set_caller_arn(&self, arn: &str) {
         self.state.lock().unwrap().caller_arn = arn.to_string();
+    }
+
+    pub fn set_caller_arn_for(&self, access_key_id: &str, arn: &str) {
+        self.state.lock().unwrap().arns_by_key.insert(access_key_id.to_string(), arn.to_string());
     }
 
     pub fn token_password(n: usize) -> String {
@@ -254,13 +262,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let (region, access_key_id) = sigv4_scope(req.header("authorization").unwrap_or(""));
     let (mode, lifetime, arn, n) = {
         let mut s = state.lock().unwrap();
+        let arn = s.arns_by_key.get(&access_key_id).cloned().unwrap_or_else(|| s.caller_arn.clone());
         s.requests.push(Request { op: op.to_string(), region, access_key_id });
         let mode = if op == "GetCallerIdentity" { s.sts_mode } else { s.mode };
         let ok_token = matches!(mode, Mode::Ok | Mode::Delay(_));
         if ok_token && op.ends_with("GetAuthorizationToken") {
             s.issued += 1;
         }
-        (mode, s.lifetime, s.caller_arn.clone(), s.issued)
+        (mode, s.lifetime, arn, s.issued)
     };
     if let Mode::Delay(d) = mode {
         std::thread::sleep(d);
