@@ -349,6 +349,49 @@ pub async fn caller_arn(cfg: &SdkConfig) -> Result<String, FetchError> {
     out.arn().map(str::to_string).ok_or_else(|| FetchError::BadAnswer("STS GetCallerIdentity returned no ARN".into()))
 }
 
+/// The 12-digit account of the default chain's credentials in `region` (STS
+/// GetCallerIdentity): "my own registry", as `aws ecr get-login-password` means it.
+pub async fn own_account(region: &str) -> Result<String, FetchError> {
+    let cfg = sdk_config(region, &Identity::default()).await;
+    let sts = aws_sdk_sts::Client::new(&cfg);
+    let out = sts.get_caller_identity().send().await.map_err(|e| sdk_error("STS", e))?;
+    out.account()
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .ok_or_else(|| FetchError::BadAnswer("STS GetCallerIdentity returned no account id".into()))
+}
+
+/// A plain HTTP(S) GET with the SDK's own connector (rustls, the system's or `SSL_CERT_FILE`'s
+/// root certificates, proxy settings from the environment): status and at most `max_bytes`
+/// of body, within `timeout`. For small side requests such as a CI job's OIDC token.
+pub async fn http_get(url: &str, headers: &[(&str, &str)], max_bytes: usize, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
+    use aws_smithy_runtime_api::client::http::HttpConnector;
+    let mut req = aws_smithy_runtime_api::http::Request::get(url).map_err(|e| format!("bad URL: {e}"))?;
+    for (k, v) in headers {
+        req.headers_mut().try_insert(k.to_string(), v.to_string()).map_err(|e| format!("bad header {k}: {e}"))?;
+    }
+    let connector = ConnectorBuilder::default()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .proxy_config(ProxyConfig::from_env())
+        .build();
+    let exchange = async {
+        let resp = connector.call(req).await.map_err(|e| one_line(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = aws_smithy_types::byte_stream::ByteStream::new(resp.into_body());
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| one_line(&e))?;
+            if out.len() + chunk.len() > max_bytes {
+                return Err(format!("the answer is larger than {max_bytes} bytes"));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok((status, out))
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+}
+
 /// Fetch a new authorization token for `registry` from ECR (or ECR Public).
 pub async fn fetch_token(cfg: &SdkConfig, registry: &RegistryHost) -> Result<Token, FetchError> {
     let (b64, proxy, expires) = if registry.variant == EndpointVariant::Public {
@@ -400,12 +443,25 @@ pub async fn assume_role_with_web_identity(
     session_name: &str,
     web_identity_token: &str,
 ) -> Result<TemporaryCredentials, FetchError> {
+    assume_role_with_web_identity_for(region, role_arn, session_name, web_identity_token, None).await
+}
+
+/// [`assume_role_with_web_identity`] asking for a session of `duration_secs` (STS's default,
+/// one hour, when `None`).
+pub async fn assume_role_with_web_identity_for(
+    region: &str,
+    role_arn: &str,
+    session_name: &str,
+    web_identity_token: &str,
+    duration_secs: Option<u32>,
+) -> Result<TemporaryCredentials, FetchError> {
     let cfg = loader(region).no_credentials().load().await;
     let out = aws_sdk_sts::Client::new(&cfg)
         .assume_role_with_web_identity()
         .role_arn(role_arn)
         .role_session_name(session_name)
         .web_identity_token(web_identity_token)
+        .set_duration_seconds(duration_secs.map(|d| d as i32))
         .send()
         .await
         .map_err(|e| match sdk_error("STS", e) {

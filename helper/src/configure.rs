@@ -78,12 +78,6 @@ pub fn run(args: &ConfigureArgs) -> i32 {
     }
 }
 
-/// Add `credHelpers` entries for `hosts` to docker's config (and containers' auth file):
-/// what `login` does for a CI job. Returns the report `configure` prints.
-pub fn add_cred_helpers(hosts: &[String], containers: bool) -> Result<String, String> {
-    configure(&ConfigureArgs { registry: hosts.to_vec(), containers, ..Default::default() })
-}
-
 fn configure(args: &ConfigureArgs) -> Result<String, String> {
     let hosts = requested_hosts(args)?;
     let mut targets = vec![docker_config_path()?];
@@ -132,6 +126,154 @@ fn configure(args: &ConfigureArgs) -> Result<String, String> {
         out.push_str(&p.summary());
     }
     Ok(out)
+}
+
+/// What [`add_cred_helpers_recorded`] changed in one file: enough for [`undo_change`] to take
+/// exactly that back out. It holds the file's previous content, which may include other
+/// registries' credentials: keep it as private as the file (0600).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileChange {
+    /// The file written (a symlink's target).
+    pub file: PathBuf,
+    /// The file did not exist before.
+    pub created: bool,
+    /// The `credHelpers` object itself was added.
+    pub added_key: bool,
+    pub added: Vec<String>,
+    /// Host and the helper it named before.
+    pub replaced: Vec<(String, String)>,
+    /// The file's content before the change (`None`: it did not exist).
+    pub before: Option<String>,
+    /// SHA-256 (hex) of the file after the change.
+    pub after_sha256: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Add `credHelpers` entries for `hosts` to docker's config (and containers' auth file): what
+/// `login` does for a CI job. Returns the report `configure` prints and what changed in each
+/// file, for `logout`.
+pub fn add_cred_helpers_recorded(hosts: &[String], containers: bool) -> Result<(String, Vec<FileChange>), String> {
+    let args = ConfigureArgs { registry: hosts.to_vec(), containers, ..Default::default() };
+    let hosts = requested_hosts(&args)?;
+    let mut targets = vec![docker_config_path()?];
+    if containers {
+        let p = containers_auth_path()?;
+        if !targets.contains(&p) {
+            targets.push(p);
+        }
+    }
+    let plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts)).collect::<Result<_, _>>()?;
+    let mut staged = Vec::new();
+    for p in plans.iter().filter(|p| p.changed()) {
+        staged.push(Staged::prepare(p)?);
+    }
+    for s in &mut staged {
+        s.commit()?;
+    }
+    let changes = plans
+        .iter()
+        .filter(|p| p.changed())
+        .map(|p| FileChange {
+            file: p.real.clone(),
+            created: p.old.is_none(),
+            added_key: p
+                .old
+                .as_ref()
+                .and_then(|o| serde_json::from_slice::<Value>(&o.bytes).ok())
+                .map_or(true, |v| v.get("credHelpers").is_none()),
+            added: p.added.clone(),
+            replaced: p.replaced.clone(),
+            before: p.old.as_ref().map(|o| String::from_utf8_lossy(&o.bytes).into_owned()),
+            after_sha256: sha256_hex(&p.new_bytes),
+        })
+        .collect();
+    Ok((plans.iter().map(Plan::summary).collect(), changes))
+}
+
+/// Take back out what [`add_cred_helpers_recorded`] put into one file. A file exactly as that
+/// left it gets its previous bytes back (or, if it created the file, is removed); a file
+/// changed since keeps those changes and loses only the entries that were added (an entry that
+/// was replaced gets its old helper back, unless it no longer names this one). A `.bak` of the
+/// file as it was is written, as for adding. Returns the report.
+pub fn undo_change(change: &FileChange) -> Result<String, String> {
+    let path = &change.file;
+    let fail = |what: String| format!("{}: {what}", path.display());
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(format!("{}: gone already\n", path.display())),
+        Err(e) => return Err(fail(format!("cannot be read ({e})"))),
+    };
+    if !meta.is_file() {
+        return Err(fail("is no longer a regular file; left alone".into()));
+    }
+    let bytes = fs::read(path).map_err(|e| fail(format!("cannot be read ({e})")))?;
+    let old = Old { bytes, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() };
+    let unchanged_since = sha256_hex(&old.bytes) == change.after_sha256;
+    if unchanged_since && change.created {
+        fs::remove_file(path).map_err(|e| fail(format!("cannot be removed ({e})")))?;
+        return Ok(format!("removed {} (login created it)\n", path.display()));
+    }
+    let previous = change.before.as_ref().filter(|_| unchanged_since).map(|b| b.as_bytes().to_vec());
+    let (new_bytes, how) = match previous {
+        Some(b) => (b, "restored as it was before login"),
+        None => (take_out(&old.bytes, change).map_err(fail)?, "took out the entries login added"),
+    };
+    if new_bytes == old.bytes {
+        return Ok(format!("{}: nothing to take out\n", path.display()));
+    }
+    let plan = Plan {
+        path: path.clone(),
+        real: path.clone(),
+        old: Some(old),
+        new_bytes,
+        added: Vec::new(),
+        replaced: Vec::new(),
+        already: Vec::new(),
+    };
+    Staged::prepare(&plan)?.commit()?;
+    Ok(format!("{}: {how} (previous content saved as {})\n", path.display(), plan.backup_path().display()))
+}
+
+/// `text` without the `credHelpers` entries `change` added, and with those it replaced put back.
+fn take_out(bytes: &[u8], change: &FileChange) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("is not UTF-8 text ({e}); left alone"))?;
+    let mut config = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err("is no longer a JSON object; left alone".into()),
+    };
+    let Some(Value::Object(helpers)) = config.get_mut("credHelpers") else { return Ok(bytes.to_vec()) };
+    let ours = |v: Option<&Value>| v.and_then(Value::as_str) == Some(HELPER_NAME);
+    let mut touched = false;
+    for h in &change.added {
+        if ours(helpers.get(h)) {
+            helpers.shift_remove(h);
+            touched = true;
+        }
+    }
+    for (h, before) in &change.replaced {
+        if ours(helpers.get(h)) {
+            helpers.insert(h.clone(), Value::String(before.clone()));
+            touched = true;
+        }
+    }
+    if !touched {
+        return Ok(bytes.to_vec());
+    }
+    if helpers.is_empty() && change.added_key {
+        config.shift_remove("credHelpers");
+    }
+    let mut buf = Vec::new();
+    let indent = indent_of(text);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(&indent));
+    serde::Serialize::serialize(&Value::Object(config), &mut ser).map_err(|e| e.to_string())?;
+    if text.ends_with('\n') {
+        buf.push(b'\n');
+    }
+    Ok(buf)
 }
 
 /// The hosts asked for: `--registry` values in the order given, then with `--all-known` the

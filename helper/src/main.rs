@@ -53,6 +53,8 @@ enum Action {
     GetLoginPassword(login::GetLoginPasswordArgs),
     /// Prepare a CI job: fetch tokens for the registries; --github-actions masks and outputs them.
     Login(login::LoginArgs),
+    /// Take out of docker's and containers' config exactly what `login` added.
+    Logout(login::LogoutArgs),
     /// Show what the ecr-broker and this user's cache hold.
     Status(status::StatusArgs),
     /// Print a shell completion script: bash, zsh or fish.
@@ -156,6 +158,7 @@ fn main() {
         Action::Configure(args) => std::process::exit(configure::run(&args)),
         Action::GetLoginPassword(args) => std::process::exit(login::get_login_password(&args)),
         Action::Login(args) => std::process::exit(login::login(&args)),
+        Action::Logout(args) => std::process::exit(login::logout(&args)),
         Action::Status(args) => std::process::exit(status::run(&args)),
         Action::Completions { shell } => {
             use clap::CommandFactory;

@@ -11,6 +11,8 @@
 //! | `"PublicGetAuthorizationToken"` | `X-Amz-Target: SpencerFrontendService.GetAuthorizationToken` (ECR Public, awsJson1_1) | `{"authorizationData":{"authorizationToken":base64("AWS:fake-token-N"),"expiresAt":<now+lifetime>}}` |
 //! | `"GetCallerIdentity"` | form body `Action=GetCallerIdentity` (STS speaks awsQuery; answer is XML) | Arn `arn:aws:iam::123456789012:user/fake` (see [`FakeAws::set_caller_arn`]) |
 //!
+//! | `"AssumeRoleWithWebIdentity"` | form body `Action=AssumeRoleWithWebIdentity` (unsigned) | session credentials `ASIAFAKEWEBIDENTITY<N>` / `fake-web-identity-secret-<N>` / `fake-web-identity-session-<N>` for role `RoleArn`, expiring after `DurationSeconds` (default 3600); GetCallerIdentity signed with that key id answers `arn:aws:sts::<role's account>:assumed-role/<role name>/<RoleSessionName>` |
+//!
 //! Anything else gets HTTP 400 `UnknownOperationException` and is counted as `"Unknown"`.
 //!
 //! Public API (kept stable: the broker tests use it too):
@@ -38,6 +40,9 @@
 //! - [`FakeAws::token_password`]`(n) -> String`: the password of the n-th token handed out
 //!   (1-based): `fake-token-<n>`; every token is distinct.
 //! - [`FakeAws::tokens_issued`] `-> usize`.
+//! - [`FakeAws::web_identity_calls`] `-> Vec<WebIdentityCall>`: every AssumeRoleWithWebIdentity
+//!   received, with the role, session name, duration and web identity token it carried; the
+//!   n-th (1-based) was answered with [`FakeAws::web_identity_key`]`(n)`.
 
 use base64::Engine;
 use std::io::{Read, Write};
@@ -70,7 +75,19 @@ pub struct Request {
     pub access_key_id: String,
 }
 
+/// One AssumeRoleWithWebIdentity the fake received (form fields, decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebIdentityCall {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_secs: Option<i64>,
+    pub web_identity_token: String,
+}
+
 struct State {
+    web_identity: Vec<WebIdentityCall>,
+    /// Access key id of each session handed out, and the assumed-role ARN it belongs to.
+    sessions: Vec<(String, String)>,
     mode: Mode,
     sts_mode: Mode,
     lifetime: i64,
@@ -97,6 +114,8 @@ impl FakeAws {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
+            web_identity: Vec::new(),
+            sessions: Vec::new(),
             mode: Mode::Ok,
             sts_mode: Mode::Ok,
             lifetime: 43200,
@@ -164,6 +183,15 @@ impl FakeAws {
 
     pub fn tokens_issued(&self) -> usize {
         self.state.lock().unwrap().issued
+    }
+
+    pub fn web_identity_calls(&self) -> Vec<WebIdentityCall> {
+        self.state.lock().unwrap().web_identity.clone()
+    }
+
+    /// The access key id of the n-th (1-based) web identity session handed out.
+    pub fn web_identity_key(n: usize) -> String {
+        format!("ASIAFAKEWEBIDENTITY{n}")
     }
 }
 
@@ -257,12 +285,23 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" => "GetAuthorizationToken",
         "SpencerFrontendService.GetAuthorizationToken" => "PublicGetAuthorizationToken",
         "" if body_text.split('&').any(|p| p == "Action=GetCallerIdentity") => "GetCallerIdentity",
+        "" if body_text.split('&').any(|p| p == "Action=AssumeRoleWithWebIdentity") => "AssumeRoleWithWebIdentity",
         _ => "Unknown",
     };
     let (region, access_key_id) = sigv4_scope(req.header("authorization").unwrap_or(""));
+    if op == "AssumeRoleWithWebIdentity" {
+        let resp = web_identity_response(&body_text, state);
+        return write_response(conn, resp, 0);
+    }
     let (mode, lifetime, arn, n) = {
         let mut s = state.lock().unwrap();
-        let arn = s.arns_by_key.get(&access_key_id).cloned().unwrap_or_else(|| s.caller_arn.clone());
+        let arn = s
+            .sessions
+            .iter()
+            .find(|(k, _)| *k == access_key_id)
+            .map(|(_, a)| a.clone())
+            .or_else(|| s.arns_by_key.get(&access_key_id).cloned())
+            .unwrap_or_else(|| s.caller_arn.clone());
         s.requests.push(Request { op: op.to_string(), region, access_key_id });
         let mode = if op == "GetCallerIdentity" { s.sts_mode } else { s.mode };
         let ok_token = matches!(mode, Mode::Ok | Mode::Delay(_));
@@ -279,6 +318,10 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         "GetCallerIdentity" => sts_response(mode, &arn),
         _ => json_error(400, "UnknownOperationException", &format!("fake AWS does not implement {target:?}")),
     };
+    write_response(conn, resp, n)
+}
+
+fn write_response(mut conn: TcpStream, resp: Response, n: usize) -> std::io::Result<()> {
     let reason = match resp.status {
         200 => "OK",
         400 => "Bad Request",
@@ -360,5 +403,69 @@ fn sts_response(mode: Mode, arn: &str) -> Response {
                 ),
             }
         }
+    }
+}
+
+/// `application/x-www-form-urlencoded` value decoding.
+fn form_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_field(body: &str, name: &str) -> Option<String> {
+    body.split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| form_decode(v))
+}
+
+/// AssumeRoleWithWebIdentity: record the call, hand out the next session.
+fn web_identity_response(body: &str, state: &Mutex<State>) -> Response {
+    let role_arn = form_field(body, "RoleArn").unwrap_or_default();
+    let session_name = form_field(body, "RoleSessionName").unwrap_or_default();
+    let duration_secs = form_field(body, "DurationSeconds").and_then(|d| d.parse::<i64>().ok());
+    let web_identity_token = form_field(body, "WebIdentityToken").unwrap_or_default();
+    let account = role_arn.split(':').nth(4).unwrap_or("123456789012").to_string();
+    let role_name = role_arn.rsplit('/').next().unwrap_or("").to_string();
+    let assumed = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}");
+    let n = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(Request { op: "AssumeRoleWithWebIdentity".into(), region: "-".into(), access_key_id: "-".into() });
+        s.web_identity.push(WebIdentityCall { role_arn, session_name, duration_secs, web_identity_token });
+        let n = s.web_identity.len();
+        s.sessions.push((FakeAws::web_identity_key(n), assumed.clone()));
+        n
+    };
+    let expires = now_secs() as i64 + duration_secs.unwrap_or(3600);
+    let expiration =
+        time::OffsetDateTime::from_unix_timestamp(expires).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    Response {
+        status: 200,
+        headers: vec![("Content-Type", "text/xml".into())],
+        body: format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>\
+<SubjectFromWebIdentityToken>fake-subject</SubjectFromWebIdentityToken><Audience>sts.amazonaws.com</Audience>\
+<AssumedRoleUser><Arn>{assumed}</Arn><AssumedRoleId>AROAFAKEROLEID:fake</AssumedRoleId></AssumedRoleUser>\
+<Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>fake-web-identity-secret-{n}</SecretAccessKey>\
+<SessionToken>fake-web-identity-session-{n}</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
+</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>",
+            FakeAws::web_identity_key(n)
+        ),
     }
 }
