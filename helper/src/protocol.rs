@@ -5,7 +5,8 @@
 //! "not a registry I serve", and clients fall back to anonymous access on it, so it is only
 //! used for hosts this helper holds nothing for. Where tokens come from is not this module's
 //! business: it asks [`crate::credentials`]; other registries' credentials, stored when this
-//! helper is a user's `credsStore`, live in the OS keyring ([`crate::keychain`]).
+//! helper is a user's `credsStore`, live in the Secret Service or the OS keyring
+//! ([`crate::keychain`]).
 
 use crate::credentials;
 use ecr_cred::registry::RegistryHost;
@@ -77,7 +78,8 @@ pub fn get(input: &str) -> Result<String, Failure> {
             }
             Ok(None) => Err(Failure::new(NOT_FOUND)),
             Err(e) => {
-                tracing::debug!("keyring lookup for {server_url} failed: {e}");
+                // Clients pull anonymously on not-found; say why, so that is not a mystery.
+                eprintln!("docker-credential-ecr: keyring lookup for {server_url} failed: {e}; answering \"{NOT_FOUND}\"");
                 Err(Failure::new(NOT_FOUND))
             }
         };
@@ -129,8 +131,9 @@ pub fn erase(input: &str) -> Result<String, Failure> {
 /// `list`: the ECR registries this user has asked for or configured, `{"https://host":"AWS"}`,
 /// and the other registries stored in the keyring with their user names.
 pub fn list() -> Result<String, Failure> {
+    let stored = crate::keychain::list().map_err(|e| Failure::new(format!("list: {e}")))?;
     let mut map: serde_json::Map<String, serde_json::Value> =
-        crate::keychain::list().into_iter().map(|(url, user)| (url, serde_json::Value::String(user))).collect();
+        stored.into_iter().map(|(url, user)| (url, serde_json::Value::String(user))).collect();
     for r in credentials::known_registries() {
         map.insert(r.server_url(), serde_json::Value::String("AWS".into()));
     }

@@ -9,7 +9,7 @@ MOTO_VERSION="5.2.5"
 PKGS=(skopeo podman buildah docker-registry containerd docker.io
       amazon-ecr-credential-helper hyperfine time faketime apache2-utils openssl uidmap
       fuse-overlayfs iproute2 curl jq ca-certificates python3 python3-venv
-      procps nodejs)
+      procps nodejs gnome-keyring dbus-daemon dbus-bin libsecret-tools golang-docker-credential-helpers)
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
@@ -64,6 +64,9 @@ ver openssl              openssl version
 ver curl                 curl --version
 ver jq                   jq --version
 ver node                 node --version
+ver gnome-keyring        dpkgv gnome-keyring
+ver dbus-run-session     dpkgv dbus-daemon
+ver docker-credential-secretservice dpkgv golang-docker-credential-helpers
 ver faketime             dpkgv faketime
 ver cargo-fuzz           cargo fuzz --version
 ver cargo-mutants        cargo mutants --version

@@ -1,16 +1,13 @@
-//! Credentials for registries that are not ECR, when this helper is a user's only store
-//! (`"credsStore": "ecr"`): kept in the OS keyring through `keyring` (the kernel keyring on
-//! Linux, Keychain on macOS, Credential Manager on Windows), never in a file.
-//!
-//! The keyring cannot list its entries, so the server URLs and user names (no secrets) are
-//! also kept in `keyring-index.json` in the cache folder, for `list`.
+//! The `keyring` crate's native store: the kernel keyring on Linux (when there is no Secret
+//! Service), the login Keychain on macOS. One entry per server URL (service
+//! "docker-credential-ecr"), holding `{"Username","Secret"}` as JSON. These stores cannot list
+//! their entries, so [`super::index`] keeps the server URLs and user names for `list`.
 
-use ecr_cred::cache::{read_private, write_private};
+use super::index;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const SERVICE: &str = "docker-credential-ecr";
-const INDEX: &str = "keyring-index.json";
 
 /// What one keyring entry holds.
 #[derive(Serialize, Deserialize)]
@@ -43,6 +40,13 @@ fn attach_session_keyring() {}
 
 /// A keyring error in words; never includes the secret.
 fn describe(e: keyring::Error) -> String {
+    if let Some(n) = quota_exceeded(&e) {
+        let n = n.map(|n| format!(" ({n} bytes)")).unwrap_or_default();
+        return format!(
+            "the kernel keyring quota{n} is full; nothing was stored (erase logins you no longer need, or raise \
+             /proc/sys/kernel/keys/maxbytes)"
+        );
+    }
     match e {
         keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => {
             format!("no OS keyring is reachable ({e}); nothing was stored (this helper never falls back to a plain file)")
@@ -51,10 +55,50 @@ fn describe(e: keyring::Error) -> String {
     }
 }
 
+/// `Some(quota in bytes if known)` when the kernel refused a key for the user's quota (EDQUOT).
+#[cfg(target_os = "linux")]
+fn quota_exceeded(e: &keyring::Error) -> Option<Option<u64>> {
+    let keyring::Error::PlatformFailure(inner) = e else { return None };
+    match inner.downcast_ref::<linux_keyutils::KeyError>() {
+        Some(linux_keyutils::KeyError::QuotaExceeded) => Some(quota_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quota_exceeded(_: &keyring::Error) -> Option<Option<u64>> {
+    None
+}
+
+/// This user's kernel keyring quota in bytes: its line in /proc/key-users, else the sysctl.
+#[cfg(target_os = "linux")]
+fn quota_bytes() -> Option<u64> {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let from_users = std::fs::read_to_string("/proc/key-users").ok().and_then(|t| quota_in_key_users(&t, uid));
+    from_users.or_else(|| {
+        let name = if uid == 0 { "root_maxbytes" } else { "maxbytes" };
+        std::fs::read_to_string(format!("/proc/sys/kernel/keys/{name}")).ok()?.trim().parse().ok()
+    })
+}
+
+/// The `maxbytes` of `uid` in /proc/key-users text: lines `uid: usage nkeys/nikeys
+/// qnkeys/maxkeys qnbytes/maxbytes`.
+#[cfg(target_os = "linux")]
+fn quota_in_key_users(text: &str, uid: u32) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (who, rest) = line.trim_start().split_once(':')?;
+        if who.parse::<u32>().ok()? != uid {
+            return None;
+        }
+        rest.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok()
+    })
+}
+
 pub fn store(server_url: &str, username: &str, secret: &str) -> Result<(), String> {
     let value = serde_json::to_string(&Stored { username: username.to_string(), secret: secret.to_string() }).expect("serializes");
     entry(server_url)?.set_password(&value).map_err(describe)?;
-    update_index(|i| {
+    index::update(|i| {
         i.insert(server_url.to_string(), username.to_string());
     });
     Ok(())
@@ -79,7 +123,7 @@ pub fn erase(server_url: &str) -> Result<bool, String> {
         Err(keyring::Error::NoEntry) => false,
         Err(e) => return Err(describe(e)),
     };
-    update_index(|i| {
+    index::update(|i| {
         i.remove(server_url);
     });
     Ok(removed)
@@ -87,18 +131,18 @@ pub fn erase(server_url: &str) -> Result<bool, String> {
 
 /// Server URL -> user name of what is stored.
 pub fn list() -> BTreeMap<String, String> {
-    index_path().and_then(|p| read_private(&p, 1 << 20).ok().flatten()).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    index::read()
 }
 
-fn index_path() -> Option<std::path::PathBuf> {
-    crate::credentials::open_cache().map(|c| c.dir().join(INDEX))
-}
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
 
-fn update_index(change: impl FnOnce(&mut BTreeMap<String, String>)) {
-    let Some(path) = index_path() else { return };
-    let mut index = list();
-    change(&mut index);
-    if let Err(e) = write_private(&path, serde_json::to_string_pretty(&index).expect("serializes").as_bytes()) {
-        tracing::warn!("could not update {}: {e}", path.display());
+    #[test]
+    fn the_quota_is_read_from_the_users_line_of_key_users() {
+        let text = "    0:     9 8/8 3/1000000 40/25000000\n 1000:     2 2/2 2/200 1588/20000\n";
+        assert_eq!(quota_in_key_users(text, 1000), Some(20000));
+        assert_eq!(quota_in_key_users(text, 0), Some(25000000));
+        assert_eq!(quota_in_key_users(text, 1001), None);
     }
 }
