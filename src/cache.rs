@@ -215,6 +215,7 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safe_fs::euid;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 

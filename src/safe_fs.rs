@@ -129,7 +129,7 @@ pub fn check_private_dir(dir: &Path) -> Result<(), String> {
         if p.uid() != me && p.uid() != 0 {
             return Err(format!("its folder {} belongs to uid {}", parent.display(), p.uid()));
         }
-        if p.mode() & libc::S_ISVTX as u32 == 0 {
+        if p.mode() & libc::S_ISVTX == 0 {
             closed_to_writers(&p).map_err(|why| format!("its folder {}: {why}", parent.display()))?;
         }
     }

@@ -166,7 +166,7 @@ pub fn add_cred_helpers_recorded(hosts: &[String], containers: bool) -> Result<(
             targets.push(p);
         }
     }
-    let plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts)).collect::<Result<_, _>>()?;
+    let plans: Vec<Plan> = targets.into_iter().map(|t| Plan::make(t, &hosts, false)).collect::<Result<_, _>>()?;
     let mut staged = Vec::new();
     for p in plans.iter().filter(|p| p.changed()) {
         staged.push(Staged::prepare(p)?);
@@ -184,7 +184,7 @@ pub fn add_cred_helpers_recorded(hosts: &[String], containers: bool) -> Result<(
                 .old
                 .as_ref()
                 .and_then(|o| serde_json::from_slice::<Value>(&o.bytes).ok())
-                .map_or(true, |v| v.get("credHelpers").is_none()),
+                .is_none_or(|v| v.get("credHelpers").is_none()),
             added: p.added.clone(),
             replaced: p.replaced.clone(),
             before: p.old.as_ref().map(|o| String::from_utf8_lossy(&o.bytes).into_owned()),
@@ -233,6 +233,8 @@ pub fn undo_change(change: &FileChange) -> Result<String, String> {
         added: Vec::new(),
         replaced: Vec::new(),
         already: Vec::new(),
+        removed: Vec::new(),
+        notes: Vec::new(),
     };
     Staged::prepare(&plan)?.commit()?;
     Ok(format!("{}: {how} (previous content saved as {})\n", path.display(), plan.backup_path().display()))
