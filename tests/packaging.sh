@@ -12,29 +12,39 @@
 #             syscalls and socket families it uses pass the unit's filters.
 #   config    `ecr-broker --check-config` on packaging/config.toml, on the same file with
 #             every commented example switched on, and on the Kubernetes ConfigMap's.
-#   .deb      `cargo build --release --workspace`, `cargo deb -p ecr-broker --no-build`, the
-#             control data, the exact file list and modes, conffiles and maintainer scripts,
-#             then the package unpacked (dpkg-deb -x) into a temporary root and its binaries
-#             run from there: `docker-credential-ecr version`, `get` of a non-ECR host, and
-#             the ecr-credential-provider symlink (dispatch by name: `{}` on stdin must fail
-#             with an error on stderr), and the completions (bash loads them) and man pages
-#             that packaging/gen-completions.sh generates before packaging.
-#   .rpm      `cargo generate-rpm -p daemon`: file list and modes, config, requires, and
-#             that the scriptlets are packaging/rpm/*.sh (rpm -qp).
+#   dist      packaging/dist.sh (one static build -> target/dist/), then every artifact:
+#             SHA256SUMS; the docker-credential-ecr .deb (control, no maintainer scripts or
+#             systemd, file list) installed by `dpkg --root` into a scratch root with its own
+#             dpkg database, run from there (version, `get` of a non-ECR host, the
+#             ecr-credential-provider link dispatching by name) and removed by `dpkg -r`; the
+#             ecr-broker .deb (control, conffiles, maintainer scripts and their order, file
+#             list, unpacked with dpkg-deb -x and compared with packaging/, its binary run);
+#             both .rpms (rpm -qp: files, modes, config, requires, scriptlets); both static
+#             tarballs (no program interpreter, run); the OCI image (`podman load`, run with
+#             --network none as 65532, the broker started by the image's own command passing
+#             `ecr-broker healthcheck`, and a name only /etc/hosts knows resolved inside the
+#             image by the static helper, which reaches a fake endpoint on the host by it).
+#             `--dist-only` runs just these checks on an existing target/dist (release.yml).
 #   k8s/helm  every YAML parsed (python3-yaml) and the fields that matter checked with a
-#             small Python script; `kubectl kustomize` when kubectl is there; `helm lint` and
-#             `helm template` when helm is there (Debian 12 has no helm package), else static
-#             checks of the chart (values referenced by templates exist, blocks balance).
+#             small Python script (probes are `ecr-broker healthcheck`, the /etc/eks hostPath
+#             only for the install-provider init container); `kubectl kustomize` of
+#             packaging/kubernetes and packaging/kubernetes-install-provider when kubectl is
+#             there; `helm lint` and `helm template` when helm is there (Debian 12 has no helm
+#             package), else static checks of the chart (values referenced by templates exist,
+#             blocks balance, the conventional values exist, no default image) and values.yaml
+#             and ci/roles-values.yaml validated against values.schema.json (python3-jsonschema),
+#             which must reject wrong values.
 #   other     the Dockerfile's stages and paths, the launchd plist (plistlib), the Homebrew
 #             formula (`ruby -c`), and that docs/install.md quotes error texts that the
 #             sources still print.
 #
-# Not checked here: `docker build` (no engine), a real cluster, macOS, installing the .deb
-# with dpkg --root (its maintainer scripts would act on this host's systemd), the units
-# under a running systemd (none runs as PID 1 in CI containers).
+# Not checked here: `docker build` of packaging/docker/Dockerfile, a real cluster, macOS,
+# installing the ecr-broker .deb with dpkg --root (its maintainer scripts would act on this
+# host's systemd), the units under a running systemd (none runs as PID 1 in CI containers),
+# DNS lookups inside the image (offline: only /etc/hosts is exercised).
 #
-# Tools missing are installed (apt: systemd, strace, python3-yaml, ruby, rpm; cargo: cargo-deb,
-# cargo-generate-rpm);
+# Tools missing are installed (apt: systemd, strace, python3-yaml, python3-jsonschema, ruby,
+# rpm, binutils, buildah, podman; cargo: cargo-deb, cargo-generate-rpm);
 # a tool that still cannot be had fails the run. Last line: "N passed, N failed"; exit status
 # 1 on any failure. Run as root from anywhere: tests/packaging.sh
 set -euo pipefail
@@ -44,6 +54,14 @@ cd "$REPO"
 PKG="$REPO/packaging"
 BIN="$REPO/target/release"
 PY=/usr/bin/python3
+# --dist-only: check the release artifacts already in target/dist (as the release workflow
+# does after packaging/dist.sh), nothing else.
+DIST_ONLY=0
+case "${1:-}" in
+  --dist-only) DIST_ONLY=1 ;;
+  "") ;;
+  *) echo "usage: tests/packaging.sh [--dist-only]" >&2; exit 2 ;;
+esac
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ecr-packaging.XXXXXX")"
 PIDS=()
@@ -114,11 +132,18 @@ if ! cargo generate-rpm --version >/dev/null 2>&1; then
 fi
 cargo generate-rpm --version >/dev/null 2>&1 || die "cargo generate-rpm is not available after cargo install cargo-generate-rpm"
 need_cmd rpm rpm
+need_cmd readelf binutils
+need_cmd buildah buildah
+need_cmd podman podman
+"$PY" -c 'import jsonschema' 2>/dev/null || apt_install python3-jsonschema
+"$PY" -c 'import jsonschema' 2>/dev/null || die "python3 cannot import jsonschema even after installing python3-jsonschema"
 
+VERSION="$(cargo metadata --no-deps --format-version 1 --locked | "$PY" -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="ecr-broker"))')"
+if [ "$DIST_ONLY" != 1 ]; then
 echo "== building (cargo build --release --workspace)"
 cargo build --release --workspace --locked
 [ -x "$BIN/ecr-broker" ] && [ -x "$BIN/docker-credential-ecr" ] || die "release binaries missing in $BIN"
-VERSION="$(cargo metadata --no-deps --format-version 1 --locked | "$PY" -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="ecr-broker"))')"
+fi
 
 # A small HTTP GET over a Unix socket (the image has no curl; here we just avoid needing it).
 cat >"$WORK/uget.py" <<'EOF'
@@ -138,6 +163,7 @@ print(head.split(b"\r\n")[0].decode())
 sys.stdout.write(body.decode())
 EOF
 
+if [ "$DIST_ONLY" != 1 ]; then
 # ---------------------------------------------------------------------------------------
 # systemd
 # ---------------------------------------------------------------------------------------
@@ -369,24 +395,97 @@ echo "== configuration"
 check "ecr-broker --check-config packaging/config.toml" config_checks
 check "packaging/config.toml: every commented example is valid" config_examples_check
 
+fi # DIST_ONLY
+
 # ---------------------------------------------------------------------------------------
-# .deb
+# Release artifacts (packaging/dist.sh -> target/dist/): two .debs, two .rpms, two static
+# tarballs, the OCI image archive, SHA256SUMS
 # ---------------------------------------------------------------------------------------
-DEB=""
-build_deb() {
-  rm -f "$REPO"/target/debian/ecr-cred_*.deb
-  "$PKG/gen-completions.sh" "$BIN" "$BIN/share" >&2
-  cargo deb -p ecr-broker --no-build 2>&1
-  ls "$REPO"/target/debian/ecr-cred_*.deb
+DIST="$REPO/target/dist"
+dist_one() { # dist_one GLOB: the single artifact matching GLOB in $DIST
+  local m=("$DIST"/$1)
+  [ "${#m[@]}" -eq 1 ] && [ -f "${m[0]}" ] || { echo "expected one $1 in $DIST, found: ${m[*]}" >&2; return 1; }
+  echo "${m[0]}"
 }
 
-deb_control() {
-  dpkg-deb -f "$DEB" Package Version Architecture Depends | tee "$WORK/control"
-  grep -qx 'Package: ecr-cred' "$WORK/control"
+dist_checksums() {
+  (cd "$DIST" && sha256sum -c SHA256SUMS)
+  # Every artifact is listed.
+  local f
+  for f in "$DIST"/*; do
+    [ "$(basename "$f")" = SHA256SUMS ] && continue
+    grep -q "  $(basename "$f")\$" "$DIST/SHA256SUMS" || { echo "$(basename "$f") is not in SHA256SUMS"; return 1; }
+  done
+  [ "$(wc -l <"$DIST/SHA256SUMS")" -eq 7 ]
+}
+
+# "mode owner path[ -> target]" for every file and link of a .deb (directories left out).
+deb_files() {
+  dpkg-deb -c "$1" | awk '$1 !~ /^d/ { line = $1 " " $2; for (i = 6; i <= NF; i++) line = line " " $i; print line }' \
+    | sed 's| \./| /|' | sort
+}
+
+deb_helper_package() {
+  local deb; deb="$(dist_one 'docker-credential-ecr_*.deb')"
+  dpkg-deb -f "$deb" Package Version Depends | tee "$WORK/hcontrol"
+  grep -qx 'Package: docker-credential-ecr' "$WORK/hcontrol"
+  grep -q "^Version: $VERSION-" "$WORK/hcontrol"
+  # A laptop's package: no daemon, no system account, no unit, no maintainer script.
+  if grep -q systemd "$WORK/hcontrol"; then echo "the helper package depends on systemd"; return 1; fi
+  rm -rf "$WORK/hctrl"; dpkg-deb -e "$deb" "$WORK/hctrl"
+  for s in preinst postinst prerm postrm; do [ ! -e "$WORK/hctrl/$s" ] || { echo "unexpected $s"; return 1; }; done
+  deb_files "$deb" >"$WORK/hfiles.got"
+  sort >"$WORK/hfiles.want" <<'EOF'
+-rwxr-xr-x 0/0 /usr/bin/docker-credential-ecr
+lrwxrwxrwx 0/0 /usr/libexec/ecr-cred/ecr-credential-provider -> ../../bin/docker-credential-ecr
+-rw-r--r-- 0/0 /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
+-rw-r--r-- 0/0 /usr/share/doc/docker-credential-ecr/install.md
+-rw-r--r-- 0/0 /usr/share/doc/docker-credential-ecr/copyright
+EOF
+  diff -u "$WORK/hfiles.want" "$WORK/hfiles.got"
+}
+
+# Keep the packaged binaries away from this host's broker, AWS and the user's files.
+isolated() {
+  env -i PATH=/usr/bin:/bin HOME="$WORK/home" ECR_BROKER_SOCKET=none AWS_EC2_METADATA_DISABLED=true \
+    AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= AWS_ECR_DISABLE_CACHE=true "$@"
+}
+
+# The helper .deb installed by dpkg into a scratch root (its own dpkg database), run from
+# there, then removed by dpkg.
+deb_helper_dpkg_root_install() {
+  local deb r="$WORK/dpkgroot"; deb="$(dist_one 'docker-credential-ecr_*.deb')"
+  mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$WORK/home"
+  : >"$r/var/lib/dpkg/status"; : >"$r/var/lib/dpkg/available"
+  # --force-depends: the scratch root has no libc6 package in its database.
+  dpkg --root="$r" --force-depends --force-not-root -i "$deb"
+  dpkg --root="$r" -s docker-credential-ecr | grep -qx 'Status: install ok installed'
+  isolated "$r/usr/bin/docker-credential-ecr" version | tee "$WORK/version"
+  grep -qx "docker-credential-ecr $VERSION" "$WORK/version"
+  local out rc=0
+  out="$(echo docker.io | isolated "$r/usr/bin/docker-credential-ecr" get)" || rc=$?
+  echo "get docker.io -> exit $rc: $out"
+  [ "$rc" -eq 1 ] && [ "$out" = "credentials not found in native keychain" ]
+  # The provider link dispatches by name: provider errors on stderr, not the helper's usage error.
+  rc=0
+  echo '{}' | isolated "$r/usr/libexec/ecr-cred/ecr-credential-provider" >"$WORK/prov.out" 2>"$WORK/prov.err" || rc=$?
+  echo "provider: exit $rc; stderr: $(cat "$WORK/prov.err")"
+  [ "$rc" -ne 0 ] && grep -q '^ecr-credential-provider: ' "$WORK/prov.err"
+  if grep -q 'unknown action\|no action given' "$WORK/prov.out" "$WORK/prov.err"; then echo "ran as the helper"; return 1; fi
+  cmp "$r/usr/share/ecr-cred/kubernetes/credential-provider-config.yaml" "$PKG/kubernetes/credential-provider-config.yaml"
+  dpkg --root="$r" --force-not-root -r docker-credential-ecr
+  [ ! -e "$r/usr/bin/docker-credential-ecr" ] && [ ! -L "$r/usr/libexec/ecr-cred/ecr-credential-provider" ]
+}
+
+deb_broker_package() {
+  local deb; deb="$(dist_one 'ecr-broker_*.deb')"
+  dpkg-deb -f "$deb" Package Version Depends Recommends | tee "$WORK/control"
+  grep -qx 'Package: ecr-broker' "$WORK/control"
   grep -q "^Version: $VERSION-" "$WORK/control"
   grep -q '^Depends: .*systemd' "$WORK/control"
+  grep -qx 'Recommends: docker-credential-ecr' "$WORK/control"
   rm -rf "$WORK/ctrl"
-  dpkg-deb -e "$DEB" "$WORK/ctrl"
+  dpkg-deb -e "$deb" "$WORK/ctrl"
   grep -qx /etc/ecr-broker/config.toml "$WORK/ctrl/conffiles"
   # The user (for the socket's group) before the units are enabled and started.
   local su en st
@@ -401,133 +500,49 @@ deb_control() {
   grep -q 'deb-systemd-invoke stop ecr-broker.service ecr-broker.socket' "$WORK/ctrl/prerm"
   grep -q 'deb-systemd-helper purge' "$WORK/ctrl/postrm"
   for s in postinst prerm postrm; do sh -n "$WORK/ctrl/$s"; done
-}
-
-deb_file_list() {
-  # "mode owner path[ -> target]" for every file and link (directories left out).
-  dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { line = $1 " " $2; for (i = 6; i <= NF; i++) line = line " " $i; print line }' \
-    | sed 's| \./| /|' | sort >"$WORK/files.got"
+  deb_files "$deb" >"$WORK/files.got"
   sort >"$WORK/files.want" <<'EOF'
--rwxr-xr-x 0/0 /usr/bin/docker-credential-ecr
 -rwxr-xr-x 0/0 /usr/bin/ecr-broker
-lrwxrwxrwx 0/0 /usr/libexec/ecr-cred/ecr-credential-provider -> ../../bin/docker-credential-ecr
 -rw-r--r-- 0/0 /etc/ecr-broker/config.toml
 -rw-r--r-- 0/0 /usr/lib/sysusers.d/ecr-broker.conf
 -rw-r--r-- 0/0 /usr/lib/systemd/system/ecr-broker.service
 -rw-r--r-- 0/0 /usr/lib/systemd/system/ecr-broker.socket
 -rw-r--r-- 0/0 /usr/lib/systemd/user/ecr-broker.service
 -rw-r--r-- 0/0 /usr/lib/systemd/user/ecr-broker.socket
--rw-r--r-- 0/0 /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
--rw-r--r-- 0/0 /usr/share/doc/ecr-cred/install.md
--rw-r--r-- 0/0 /usr/share/doc/ecr-cred/copyright
--rw-r--r-- 0/0 /usr/share/bash-completion/completions/docker-credential-ecr
--rw-r--r-- 0/0 /usr/share/bash-completion/completions/ecr-broker
--rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_docker-credential-ecr
--rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_ecr-broker
--rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
--rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/ecr-broker.fish
--rw-r--r-- 0/0 /usr/share/man/man1/docker-credential-ecr.1.gz
--rw-r--r-- 0/0 /usr/share/man/man1/ecr-broker.1.gz
+-rw-r--r-- 0/0 /usr/share/doc/ecr-broker/install.md
+-rw-r--r-- 0/0 /usr/share/doc/ecr-broker/copyright
 EOF
   diff -u "$WORK/files.want" "$WORK/files.got"
+  # Unpacked: the files are packaging/'s, the binary checks the packaged config.
+  local r="$WORK/debroot"
+  mkdir -p "$r"; dpkg-deb -x "$deb" "$r"
+  cmp "$r/usr/lib/systemd/system/ecr-broker.service" "$PKG/systemd/ecr-broker.service"
+  cmp "$r/usr/lib/systemd/system/ecr-broker.socket" "$PKG/systemd/ecr-broker.socket"
+  cmp "$r/usr/lib/systemd/user/ecr-broker.service" "$PKG/systemd/user/ecr-broker.service"
+  cmp "$r/etc/ecr-broker/config.toml" "$PKG/config.toml"
+  cmp "$r/usr/lib/sysusers.d/ecr-broker.conf" "$PKG/sysusers.d/ecr-broker.conf"
+  "$r/usr/bin/ecr-broker" --check-config --config "$r/etc/ecr-broker/config.toml"
+  "$r/usr/bin/ecr-broker" --version | grep -q "$VERSION"
 }
 
-DEBROOT="$WORK/debroot"
-deb_unpacked_matches_sources() {
-  mkdir -p "$DEBROOT"
-  dpkg-deb -x "$DEB" "$DEBROOT"
-  cmp "$DEBROOT/usr/lib/systemd/system/ecr-broker.service" "$PKG/systemd/ecr-broker.service"
-  cmp "$DEBROOT/usr/lib/systemd/system/ecr-broker.socket" "$PKG/systemd/ecr-broker.socket"
-  cmp "$DEBROOT/usr/lib/systemd/user/ecr-broker.service" "$PKG/systemd/user/ecr-broker.service"
-  cmp "$DEBROOT/usr/lib/systemd/user/ecr-broker.socket" "$PKG/systemd/user/ecr-broker.socket"
-  cmp "$DEBROOT/etc/ecr-broker/config.toml" "$PKG/config.toml"
-  cmp "$DEBROOT/usr/lib/sysusers.d/ecr-broker.conf" "$PKG/sysusers.d/ecr-broker.conf"
-  # The packaged binaries are the built ones (cargo-deb strips them: compare behaviour, not bytes).
-  [ "$(readlink -f "$DEBROOT/usr/libexec/ecr-cred/ecr-credential-provider")" = "$DEBROOT/usr/bin/docker-credential-ecr" ]
-}
+# "mode owner:group path" of an rpm's files.
+rpm_files() { rpm -qplv "$1" | awk '{ print $1, $3 ":" $4, $NF }' | sort; }
 
-# Keep the packaged binaries away from this host's broker, AWS and the user's files.
-isolated() {
-  env -i PATH=/usr/bin:/bin HOME="$WORK/home" ECR_BROKER_SOCKET=none AWS_EC2_METADATA_DISABLED=true \
-    AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= AWS_ECR_DISABLE_CACHE=true "$@"
-}
-
-deb_helper_runs() {
-  mkdir -p "$WORK/home"
-  isolated "$DEBROOT/usr/bin/docker-credential-ecr" version | tee "$WORK/version"
-  grep -qx "docker-credential-ecr $VERSION" "$WORK/version"
-  local out rc=0
-  out="$(echo docker.io | isolated "$DEBROOT/usr/bin/docker-credential-ecr" get)" || rc=$?
-  echo "get docker.io -> exit $rc: $out"
-  [ "$rc" -eq 1 ] && [ "$out" = "credentials not found in native keychain" ]
-}
-
-deb_provider_symlink_dispatches() {
-  mkdir -p "$WORK/home"
-  local rc=0
-  echo '{}' | isolated "$DEBROOT/usr/libexec/ecr-cred/ecr-credential-provider" >"$WORK/prov.out" 2>"$WORK/prov.err" || rc=$?
-  echo "exit $rc; stdout: $(cat "$WORK/prov.out"); stderr: $(cat "$WORK/prov.err")"
-  [ "$rc" -ne 0 ]
-  [ -s "$WORK/prov.err" ]
-  # Dispatch by name: the helper's own usage error ("unknown action ...", on stdout) would
-  # mean it ran as docker-credential-ecr.
-  if grep -q 'unknown action\|no action given' "$WORK/prov.out" "$WORK/prov.err"; then
-    echo "ran as docker-credential-ecr, not as the provider"; return 1
-  fi
-  # The same binary under its own name, given the same argument kubelet passes, is a usage error.
-  rc=0
-  isolated "$DEBROOT/usr/bin/docker-credential-ecr" get-credentials </dev/null >"$WORK/helper.out" 2>&1 || rc=$?
-  [ "$rc" -ne 0 ] && grep -q 'unknown action' "$WORK/helper.out"
-}
-
-deb_completions_and_man_pages() {
-  local c
-  for c in docker-credential-ecr ecr-broker; do
-    bash -c "source '$DEBROOT/usr/share/bash-completion/completions/$c' && complete -p $c"
-    grep -q "^#compdef $c" "$DEBROOT/usr/share/zsh/vendor-completions/_$c"
-    grep -q "complete -c $c" "$DEBROOT/usr/share/fish/vendor_completions.d/$c.fish"
-    zcat "$DEBROOT/usr/share/man/man1/$c.1.gz" | grep -q "^\.TH $c 1"
-  done
-}
-
-deb_broker_checks_packaged_config() {
-  "$DEBROOT/usr/bin/ecr-broker" --check-config --config "$DEBROOT/etc/ecr-broker/config.toml"
-  "$DEBROOT/usr/bin/ecr-broker" --version >"$WORK/broker.version"
-  grep -q "$VERSION" "$WORK/broker.version"
-}
-
-echo "== .deb"
-if DEBOUT="$(build_deb)"; then
-  DEB="$(echo "$DEBOUT" | tail -n 1)"
-  PASSED=$((PASSED + 1)); echo "ok    cargo deb -p ecr-broker --no-build -> ${DEB#"$REPO"/}"
-  check ".deb control: ecr-cred, version, depends, conffiles, maintainer scripts in order" deb_control
-  check ".deb file list and modes" deb_file_list
-  check ".deb contents equal packaging/ sources; provider link resolves" deb_unpacked_matches_sources
-  check "unpacked: docker-credential-ecr version / get docker.io" deb_helper_runs
-  check "unpacked: ecr-credential-provider symlink dispatches by name ({} fails on stderr)" deb_provider_symlink_dispatches
-  check "unpacked: ecr-broker --check-config on the packaged config" deb_broker_checks_packaged_config
-  check "unpacked: bash loads both completions; zsh, fish and man pages are there" deb_completions_and_man_pages
-else
-  FAILED=$((FAILED + 1)); FAILURES+=("cargo deb"); echo "FAIL  cargo deb -p ecr-broker --no-build"; echo "$DEBOUT" | sed 's/^/      /'
-fi
-
-# ---------------------------------------------------------------------------------------
-# .rpm
-# ---------------------------------------------------------------------------------------
-RPM=""
-build_rpm() {
-  rm -f "$REPO"/target/generate-rpm/ecr-cred-*.rpm
-  "$PKG/gen-completions.sh" "$BIN" "$BIN/share" >&2
-  cargo generate-rpm -p daemon 2>&1
-  ls "$REPO"/target/generate-rpm/ecr-cred-*.rpm
-}
-
-rpm_contents() {
-  rpm -qp --queryformat '%{NAME} %{VERSION}\n' "$RPM" | tee "$WORK/rpm.nv"
-  grep -qx "ecr-cred $VERSION" "$WORK/rpm.nv"
-  rpm -qplv "$RPM" | awk '{ print $1, $3 ":" $4, $NF }' | sort >"$WORK/rpm.got"
-  sort >"$WORK/rpm.want" <<'WANT'
+rpm_packages() {
+  local h b
+  h="$(dist_one 'docker-credential-ecr-*.rpm')"; b="$(dist_one 'ecr-broker-*.rpm')"
+  rpm -qp --queryformat '%{NAME} %{VERSION}\n' "$h" "$b" | tee "$WORK/rpm.nv"
+  grep -qx "docker-credential-ecr $VERSION" "$WORK/rpm.nv"
+  grep -qx "ecr-broker $VERSION" "$WORK/rpm.nv"
+  rpm_files "$h" >"$WORK/hrpm.got"
+  sort >"$WORK/hrpm.want" <<'WANT'
 -rwxr-xr-x root:root /usr/bin/docker-credential-ecr
+-rw-r--r-- root:root /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
+-rw-r--r-- root:root /usr/share/doc/docker-credential-ecr/install.md
+WANT
+  diff -u "$WORK/hrpm.want" "$WORK/hrpm.got"
+  rpm_files "$b" >"$WORK/rpm.got"
+  sort >"$WORK/rpm.want" <<'WANT'
 -rwxr-xr-x root:root /usr/bin/ecr-broker
 -rw-r--r-- root:root /etc/ecr-broker/config.toml
 -rw-r--r-- root:root /usr/lib/sysusers.d/ecr-broker.conf
@@ -535,45 +550,122 @@ rpm_contents() {
 -rw-r--r-- root:root /usr/lib/systemd/system/ecr-broker.socket
 -rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.service
 -rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.socket
--rw-r--r-- root:root /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
--rw-r--r-- root:root /usr/share/doc/ecr-cred/install.md
--rw-r--r-- root:root /usr/share/bash-completion/completions/docker-credential-ecr
--rw-r--r-- root:root /usr/share/bash-completion/completions/ecr-broker
--rw-r--r-- root:root /usr/share/zsh/site-functions/_docker-credential-ecr
--rw-r--r-- root:root /usr/share/zsh/site-functions/_ecr-broker
--rw-r--r-- root:root /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
--rw-r--r-- root:root /usr/share/fish/vendor_completions.d/ecr-broker.fish
--rw-r--r-- root:root /usr/share/man/man1/docker-credential-ecr.1.gz
--rw-r--r-- root:root /usr/share/man/man1/ecr-broker.1.gz
+-rw-r--r-- root:root /usr/share/doc/ecr-broker/install.md
 WANT
   diff -u "$WORK/rpm.want" "$WORK/rpm.got"
-  rpm -qpc "$RPM" >"$WORK/rpm.conf"
-  grep -qx /etc/ecr-broker/config.toml "$WORK/rpm.conf"
-  rpm -qp --requires "$RPM" >"$WORK/rpm.requires"
-  grep -qx systemd "$WORK/rpm.requires"
-}
-
-rpm_scripts() {
-  rpm -qp --scripts "$RPM" >"$WORK/rpm.scripts"
+  rpm -qpc "$b" | grep -qx /etc/ecr-broker/config.toml
+  rpm -qp --requires "$b" | grep -qx systemd
+  if rpm -qp --requires "$h" | grep -qx systemd; then echo "the helper rpm requires systemd"; return 1; fi
   # cargo-generate-rpm takes a script path it cannot find as the script's text: make sure the
   # files were read.
-  grep -q 'ln -sfn ../../bin/docker-credential-ecr /usr/libexec/ecr-cred/ecr-credential-provider' "$WORK/rpm.scripts"
+  rpm -qp --scripts "$h" >"$WORK/hrpm.scripts"
+  grep -q 'ln -sfn ../../bin/docker-credential-ecr /usr/libexec/ecr-cred/ecr-credential-provider' "$WORK/hrpm.scripts"
+  grep -q 'rm -f /usr/libexec/ecr-cred/ecr-credential-provider' "$WORK/hrpm.scripts"
+  rpm -qp --scripts "$b" >"$WORK/rpm.scripts"
   grep -q 'systemd-sysusers /usr/lib/sysusers.d/ecr-broker.conf' "$WORK/rpm.scripts"
   grep -q 'disable --now ecr-broker.service ecr-broker.socket' "$WORK/rpm.scripts"
   grep -q 'try-restart ecr-broker.service' "$WORK/rpm.scripts"
-  for f in "$PKG"/rpm/*.sh; do sh -n "$f"; done
+  for f in "$PKG"/rpm/*/*.sh; do sh -n "$f"; done
 }
 
-echo "== .rpm"
-if RPMOUT="$(build_rpm)"; then
-  RPM="$(echo "$RPMOUT" | tail -n 1)"
-  PASSED=$((PASSED + 1)); echo "ok    cargo generate-rpm -p daemon -> ${RPM#"$REPO"/}"
-  check ".rpm: name, version, file list and modes, noreplace config, requires systemd" rpm_contents
-  check ".rpm: scriptlets are packaging/rpm/*.sh (provider link, sysusers, units)" rpm_scripts
-else
-  FAILED=$((FAILED + 1)); FAILURES+=("cargo generate-rpm"); echo "FAIL  cargo generate-rpm -p daemon"; echo "$RPMOUT" | sed 's/^/      /'
-fi
+tarballs() {
+  local h b t="$WORK/tar"
+  h="$(dist_one 'docker-credential-ecr-*.tar.gz')"; b="$(dist_one 'ecr-broker-*.tar.gz')"
+  mkdir -p "$t" "$WORK/home"
+  tar -C "$t" -xzf "$h"; tar -C "$t" -xzf "$b"
+  local hd bd
+  hd="$t/$(basename "$h" .tar.gz)"; bd="$t/$(basename "$b" .tar.gz)"
+  [ "$(readlink "$hd/ecr-credential-provider")" = docker-credential-ecr ]
+  cmp "$hd/credential-provider-config.yaml" "$PKG/kubernetes/credential-provider-config.yaml"
+  cmp "$bd/systemd/ecr-broker.service" "$PKG/systemd/ecr-broker.service"
+  cmp "$bd/config.toml" "$PKG/config.toml"
+  for x in "$hd/docker-credential-ecr" "$bd/ecr-broker"; do
+    # Static: no program interpreter, so they run on any glibc or none (AL2, scratch images).
+    if readelf -l "$x" | grep -q 'program interpreter'; then echo "$x is dynamically linked"; return 1; fi
+  done
+  isolated "$hd/docker-credential-ecr" version | grep -qx "docker-credential-ecr $VERSION"
+  "$bd/ecr-broker" --check-config --config "$bd/config.toml"
+}
 
+# The image: `podman load` accepts the archive; it runs with no network; the helper inside
+# resolves a name through /etc/hosts (nsswitch `files`) and reaches a server by it.
+IMAGE_REF=""
+image_loads_and_runs() {
+  local a; a="$(dist_one 'ecr-broker-*.oci.tar')"
+  podman load -i "$a" | tee "$WORK/load.out"
+  IMAGE_REF="$(sed -n 's/^Loaded image: //p' "$WORK/load.out" | tail -n 1)"
+  [ -n "$IMAGE_REF" ] || { echo "podman load named no image"; return 1; }
+  echo "$IMAGE_REF" >"$WORK/image.ref"
+  podman run --rm --network none "$IMAGE_REF" --version | tee "$WORK/img.version"
+  grep -q "ecr-broker $VERSION" "$WORK/img.version"
+  podman run --rm --network none --entrypoint /usr/bin/ecr-credential-provider "$IMAGE_REF" --help >/dev/null 2>&1 || true
+  podman run --rm --network none --entrypoint /usr/bin/docker-credential-ecr "$IMAGE_REF" version | grep -qx "docker-credential-ecr $VERSION"
+  # The shipped config checks inside; it runs as 65532.
+  podman run --rm --network none "$IMAGE_REF" --check-config --config /etc/ecr-broker/config.toml
+  [ "$(podman image inspect --format '{{.Config.User}}' "$IMAGE_REF")" = 65532:65532 ]
+  # The broker starts as the image says and its healthcheck (the probes' command) passes.
+  local c
+  c="$(podman run -d --network none "$IMAGE_REF")"
+  local ok=1
+  for _ in $(seq 50); do
+    if podman exec "$c" /usr/bin/ecr-broker healthcheck --socket /run/ecr-broker/broker.sock; then ok=0; break; fi
+    sleep 0.2
+  done
+  podman logs "$c" 2>&1 | tail -n 5
+  podman rm -f "$c" >/dev/null
+  return "$ok"
+}
+
+image_resolves_names() {
+  IMAGE_REF="$(cat "$WORK/image.ref")"
+  # A fake AWS endpoint on the host; the helper in the container reaches it by a name that
+  # only the container's /etc/hosts knows (the image's nsswitch.conf: `hosts: files dns`).
+  local port log="$WORK/fakeaws.log"
+  port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  "$PY" - "$port" "$log" <<'EOF' &
+import http.server, sys
+port, log = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        with open(log, "a") as f:
+            f.write("%s %s\n" % (self.command, self.headers.get("Host")))
+        self.send_response(500); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+EOF
+  local sp=$!
+  # shellcheck disable=SC2064
+  trap "kill $sp 2>/dev/null || true" EXIT
+  sleep 0.5
+  local rc=0
+  printf '127.0.0.1 localhost\n127.0.0.1 fake-aws.test\n' >"$WORK/img-hosts"
+  podman run --rm --network host -v "$WORK/img-hosts:/etc/hosts:ro" --entrypoint /usr/bin/docker-credential-ecr \
+    -e AWS_ENDPOINT_URL="http://fake-aws.test:$port" -e AWS_ACCESS_KEY_ID=AKIDEXAMPLE -e AWS_SECRET_ACCESS_KEY=example \
+    -e AWS_REGION=us-east-1 -e ECR_BROKER_SOCKET=none -e AWS_ECR_DISABLE_CACHE=1 -e AWS_EC2_METADATA_DISABLED=true \
+    "$IMAGE_REF" get-login-password 123456789012.dkr.ecr.us-east-1.amazonaws.com >"$WORK/img.out" 2>&1 || rc=$?
+  cat "$WORK/img.out"; cat "$log" 2>/dev/null || true
+  [ "$rc" -ne 0 ]
+  grep -q "^POST fake-aws.test:$port\$" "$log"
+}
+
+echo "== release artifacts (packaging/dist.sh -> target/dist)"
+if [ "$DIST_ONLY" = 1 ]; then
+  echo "note  --dist-only: checking the artifacts already in $DIST"
+elif DISTOUT="$("$PKG/dist.sh" 2>&1)"; then
+  PASSED=$((PASSED + 1)); echo "ok    packaging/dist.sh"; echo "$DISTOUT" | grep '^static build: ' | sed 's/^/      /'
+else
+  FAILED=$((FAILED + 1)); FAILURES+=("packaging/dist.sh"); echo "FAIL  packaging/dist.sh"; echo "$DISTOUT" | tail -n 40 | sed 's/^/      /'
+fi
+check "SHA256SUMS lists and verifies every artifact" dist_checksums
+check "docker-credential-ecr .deb: control, no scripts, no systemd, file list" deb_helper_package
+check "docker-credential-ecr .deb: dpkg --root install, run, provider link, dpkg -r" deb_helper_dpkg_root_install
+check "ecr-broker .deb: control, conffiles, maintainer scripts in order, files, unpacked run" deb_broker_package
+check ".rpm x2: names, versions, file lists, config, requires, scriptlets" rpm_packages
+check "static tarballs: contents, no interpreter, run" tarballs
+check "OCI image: podman load, runs offline as 65532, broker healthcheck passes" image_loads_and_runs
+check "OCI image: a name from /etc/hosts resolves inside (static glibc, nsswitch files)" image_resolves_names
+
+if [ "$DIST_ONLY" != 1 ]; then
 # ---------------------------------------------------------------------------------------
 # Kubernetes manifests and Helm chart
 # ---------------------------------------------------------------------------------------
@@ -654,9 +746,28 @@ for where, ds in by_kind.get("DaemonSet", []):
     if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
         p(where, "pod seccompProfile is not RuntimeDefault")
     vols = {v["name"]: v for v in pod.get("volumes") or []}
-    hp = [v for v in vols.values() if "hostPath" in v]
+    hp = [v for v in vols.values() if "hostPath" in v and v["hostPath"].get("path") != "/etc/eks"]
     if len(hp) != 1 or hp[0]["hostPath"].get("path") != "/run/ecr-broker" or hp[0]["hostPath"].get("type") != "DirectoryOrCreate":
         p(where, f"expected one hostPath volume /run/ecr-broker (DirectoryOrCreate), got {[v.get('hostPath') for v in hp]}")
+    # The only other host folder: /etc/eks, for the provider install init container alone.
+    eks = [n for n, v in vols.items() if (v.get("hostPath") or {}).get("path") == "/etc/eks"]
+    for n in eks:
+        if vols[n]["hostPath"].get("type") != "Directory":
+            p(where, "the /etc/eks hostPath must be type Directory (never created on a non-EKS node)")
+        users = [c.get("name") for c in (pod.get("containers") or []) + (pod.get("initContainers") or [])
+                 if any(m["name"] == n for m in c.get("volumeMounts") or [])]
+        if users != ["install-provider"]:
+            p(where, f"/etc/eks is mounted by {users}, expected only install-provider")
+    for c in pod.get("initContainers") or []:
+        if c.get("name") == "install-provider":
+            if c.get("command") != ["/usr/bin/docker-credential-ecr", "kubelet", "install", "--root", "/host"]:
+                p(where, f"install-provider runs {c.get('command')}")
+            if [m["mountPath"] for m in c.get("volumeMounts") or []] != ["/host/etc/eks"]:
+                p(where, "install-provider must mount the host's /etc/eks at /host/etc/eks, and nothing else")
+            if (c.get("securityContext") or {}).get("capabilities", {}).get("add"):
+                p(where, "install-provider needs no capability")
+    if os.environ.get("EXPECT_INSTALL") and not eks:
+        p(where, "no install-provider init container")
     for v in vols.values():
         if "configMap" in v and v["configMap"].get("name") not in cms:
             p(where, f"volume {v['name']} names ConfigMap {v['configMap'].get('name')!r}, not defined here")
@@ -683,6 +794,13 @@ for where, ds in by_kind.get("DaemonSet", []):
             p(where, f"{c.get('name')}: the broker must not run as root or privileged")
         if not c.get("image"):
             p(where, "container has no image")
+        for probe in ("readinessProbe", "livenessProbe"):
+            cmd = ((c.get(probe) or {}).get("exec") or {}).get("command") or []
+            if cmd[:4] != ["/usr/bin/ecr-broker", "healthcheck", "--socket", "/run/ecr-broker/broker.sock"]:
+                p(where, f"{probe} is not `ecr-broker healthcheck --socket /run/ecr-broker/broker.sock`: {cmd}")
+        img = c.get("image") or ""
+        if "ghcr.io/ecr-cred" in img or img.startswith("docker.io/ecr-cred"):
+            p(where, f"image {img} looks published; none is")
         args = c.get("args") or []
         opts = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
         if opts.get("--socket") != "/run/ecr-broker/broker.sock":
@@ -709,7 +827,7 @@ EOF
 
 k8s_yaml_parses() {
   local f
-  for f in "$PKG"/kubernetes/*.yaml "$PKG"/helm/ecr-broker/Chart.yaml "$PKG"/helm/ecr-broker/values.yaml "$PKG"/helm/ecr-broker/ci/*.yaml; do
+  for f in "$PKG"/kubernetes/*.yaml "$PKG"/kubernetes-install-provider/*.yaml "$PKG"/helm/ecr-broker/Chart.yaml "$PKG"/helm/ecr-broker/values.yaml "$PKG"/helm/ecr-broker/ci/*.yaml; do
     "$PY" -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1]))); print("parsed", sys.argv[1])' "$f"
   done
 }
@@ -724,6 +842,8 @@ k8s_manifests_fields() {
 k8s_kustomize() {
   kubectl kustomize "$PKG/kubernetes" >"$WORK/kustomized.yaml"
   CONFIG_OUT="$WORK/k-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/kustomized.yaml"
+  kubectl kustomize "$PKG/kubernetes-install-provider" >"$WORK/kustomized-install.yaml"
+  EXPECT_INSTALL=1 CONFIG_OUT="$WORK/ki-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/kustomized-install.yaml"
 }
 
 helm_static() {
@@ -761,7 +881,30 @@ for name in sorted(os.listdir(tdir)):
 for k in ("DaemonSet", "ConfigMap", "ServiceAccount"):
     if not any(re.search(rf"^kind: {k}$", open(os.path.join(tdir, n)).read(), re.M) for n in os.listdir(tdir)):
         problems.append(f"templates: no {k}")
-print("\n".join(problems) or "chart static checks ok (helm is not installed: templates not rendered)")
+for k in ("nameOverride", "fullnameOverride", "podSecurityContext", "securityContext", "extraEnv", "extraVolumes",
+          "extraVolumeMounts", "readinessProbe", "livenessProbe", "installProvider"):
+    if k not in values: problems.append(f"values.yaml: no {k}")
+if set(values.get("image") or {}) != {"repository", "tag", "pullPolicy"}: problems.append("values.yaml: image is not repository/tag/pullPolicy")
+if values["image"]["repository"]: problems.append("values.yaml: image.repository has a default: no image is published")
+if "required" not in open(os.path.join(tdir, "_helpers.tpl")).read(): problems.append("_helpers.tpl: image.repository is not required")
+if not os.path.exists(os.path.join(chart, "README.md")): problems.append("no chart README.md")
+# values.schema.json: the defaults and the ci values pass, wrong ones fail.
+import json, jsonschema
+schema = json.load(open(os.path.join(chart, "values.schema.json")))
+jsonschema.Draft7Validator.check_schema(schema)
+def merged(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+for name, v in (("values.yaml", values), ("ci/roles-values.yaml", merged(values, ci))):
+    for e in jsonschema.Draft7Validator(schema).iter_errors(v):
+        problems.append(f"{name} does not pass values.schema.json: {e.message}")
+for bad in ({"image": {"repository": "x", "tag": "", "pullPolicy": "Sometimes"}}, {"installProvider": {"enabled": "yes"}},
+            {"rolesPerRegistry": [{"registry": "*", "roleArn": "not-an-arn"}]}, {"unknownKey": 1}):
+    if jsonschema.Draft7Validator(schema).is_valid(merged(values, bad)):
+        problems.append(f"values.schema.json accepts {bad}")
+print("\n".join(problems) or "chart static checks ok, values.yaml and ci values pass values.schema.json (helm is not installed: templates not rendered)")
 sys.exit(1 if problems else 0)
 EOF
 }
@@ -769,10 +912,15 @@ EOF
 helm_render() {
   helm lint "$PKG/helm/ecr-broker" -f "$PKG/helm/ecr-broker/ci/roles-values.yaml"
   helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system -f "$PKG/helm/ecr-broker/ci/roles-values.yaml" >"$WORK/helm.yaml"
-  CONFIG_OUT="$WORK/helm-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/helm.yaml"
+  EXPECT_INSTALL=1 CONFIG_OUT="$WORK/helm-config.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/helm.yaml"
   "$BIN/ecr-broker" --check-config --config "$WORK/helm-config.toml" | tee "$WORK/helm-cc"
   grep -q '(3 identities, 2 rules)' "$WORK/helm-cc"
-  helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system >"$WORK/helm-default.yaml"
+  # No image is published: the chart refuses to render without one.
+  if helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system >/dev/null 2>"$WORK/helm-noimage"; then
+    echo "rendered without image.repository"; return 1
+  fi
+  grep -q 'image.repository is required' "$WORK/helm-noimage"
+  helm template ecr-broker "$PKG/helm/ecr-broker" -n kube-system --set image.repository=registry.example/ecr-broker >"$WORK/helm-default.yaml"
   CONFIG_OUT="$WORK/helm-default.toml" "$PY" "$WORK/k8s_check.py" rendered "$WORK/helm-default.yaml"
   "$BIN/ecr-broker" --check-config --config "$WORK/helm-default.toml"
 }
@@ -790,7 +938,7 @@ if command -v helm >/dev/null 2>&1; then
 else
   echo "note  helm not installed (no Debian 12 package): chart checked statically, not rendered"
 fi
-check "helm chart: Chart.yaml, values referenced exist, blocks balance" helm_static
+check "helm chart: Chart.yaml, values referenced exist, blocks balance, conventions, values.schema.json" helm_static
 
 # ---------------------------------------------------------------------------------------
 # Dockerfile, macOS, docs
@@ -828,8 +976,6 @@ homebrew_formula() {
   grep -q 'std_cargo_args(path: "helper")' "$PKG/homebrew/ecr-cred.rb"
   grep -q 'std_cargo_args(path: "daemon")' "$PKG/homebrew/ecr-cred.rb"
   grep -q '^  service do$' "$PKG/homebrew/ecr-cred.rb"
-  grep -q 'generate_completions_from_executable(bin/"docker-credential-ecr", "completions")' "$PKG/homebrew/ecr-cred.rb"
-  grep -q 'generate_completions_from_executable(bin/"ecr-broker", "--completions")' "$PKG/homebrew/ecr-cred.rb"
 }
 
 docs_quote_real_errors() {
@@ -840,7 +986,7 @@ docs_quote_real_errors() {
     "no usable AWS credentials|src/aws.rs"
     "could not reach|src/aws.rs"
     "the ecr-broker refused this request|helper/src/credentials.rs"
-    "may not get tokens for|daemon/src/config.rs"
+    "may not get tokens for|src/config.rs"
     "AccessDeniedException|src/aws.rs"
     "ExpiredToken|src/aws.rs"
   )
@@ -858,6 +1004,8 @@ check "Dockerfile: rust bookworm builder, distroless cc-debian12, entrypoint, pa
 check "launchd plist parses; user broker on ~/Library/Caches socket" macos_plist
 check "Homebrew formula: ruby -c, both crates, service block" homebrew_formula
 check "docs/install.md troubleshooting quotes texts the sources print" docs_quote_real_errors
+
+fi # DIST_ONLY
 
 echo
 if [ "$FAILED" -gt 0 ]; then

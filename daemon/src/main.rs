@@ -7,6 +7,7 @@
 //! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`state_file`], [`metrics`],
 //! [`systemd`].
 
+mod healthcheck;
 mod metrics;
 mod refresh;
 mod server;
@@ -108,6 +109,10 @@ fn defaults(user_mode: bool) -> Defaults {
 }
 
 fn main() {
+    // `ecr-broker healthcheck ...`: a probe for a running broker, not a broker (healthcheck.rs).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "healthcheck") {
+        std::process::exit(healthcheck::run(std::env::args_os().skip(2)));
+    }
     ecr_cred::logging::init("info");
     let cli = Cli::parse();
     print_docs(&cli);

@@ -9,6 +9,7 @@ mod configure;
 mod credentials;
 mod keychain;
 mod kubelet;
+mod kubelet_install;
 mod login;
 mod protocol;
 mod status;
@@ -45,7 +46,8 @@ enum Action {
     List,
     /// Print the version.
     Version,
-    /// Act as a kubelet image credential provider (also when invoked as `ecr-credential-provider`).
+    /// Act as a kubelet image credential provider (also when invoked as `ecr-credential-provider`);
+    /// `kubelet install --root DIR` installs the provider on an EKS node.
     Kubelet(kubelet::KubeletArgs),
     /// Point docker (and containers) configuration at this helper for ECR registries.
     Configure(configure::ConfigureArgs),
@@ -154,6 +156,9 @@ fn main() {
         Action::Erase => protocol::read_stdin().and_then(|input| protocol::erase(&input)),
         Action::List => protocol::list(),
         Action::Version => Ok(format!("docker-credential-ecr {}", env!("CARGO_PKG_VERSION"))),
+        Action::Kubelet(args) if args.args.first().is_some_and(|a| a == "install") => {
+            std::process::exit(kubelet_install::run(&args.args[1..]))
+        }
         Action::Kubelet(args) => std::process::exit(kubelet::run(&args)),
         Action::Configure(args) => std::process::exit(configure::run(&args)),
         Action::GetLoginPassword(args) => std::process::exit(login::get_login_password(&args)),

@@ -1,15 +1,26 @@
 {{/* The chart's name. */}}
 {{- define "ecr-broker.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Objects' name: the release name, unless it already contains the chart's. */}}
+{{/* Objects' name: fullnameOverride, else the release name, unless it already contains the chart's. */}}
 {{- define "ecr-broker.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The broker's image: no image is published, so image.repository must be set. */}}
+{{- define "ecr-broker.image" -}}
+{{- $repo := required "image.repository is required: the ecr-broker image you built and pushed (no image is published)" .Values.image.repository -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) | quote -}}
 {{- end -}}
 
 {{- define "ecr-broker.selectorLabels" -}}

@@ -1,4 +1,4 @@
-# %postun of ecr-cred ($1: 0 on erase, 1 on upgrade): restart a running broker on upgrade
+# %postun of ecr-broker ($1: 0 on erase, 1 on upgrade): restart a running broker on upgrade
 # (its state file keeps the tokens). The ecr-broker user stays, as with every sysusers user.
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :

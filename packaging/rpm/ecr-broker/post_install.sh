@@ -1,8 +1,4 @@
-# %post of ecr-cred ($1: 1 on install, 2 on upgrade). Same steps as the .deb's postinst.
-# kubelet's provider: docker-credential-ecr under the name ecr-credential-provider
-# (cargo-generate-rpm cannot package a symlink; %preun removes it on erase).
-mkdir -p /usr/libexec/ecr-cred
-ln -sfn ../../bin/docker-credential-ecr /usr/libexec/ecr-cred/ecr-credential-provider
+# %post of ecr-broker ($1: 1 on install, 2 on upgrade). Same steps as the .deb's postinst.
 # The ecr-broker user and group, before the socket (SocketGroup=ecr-broker) is started.
 if [ -x /usr/bin/systemd-sysusers ]; then
     /usr/bin/systemd-sysusers /usr/lib/sysusers.d/ecr-broker.conf || :
