@@ -159,7 +159,7 @@ pub fn add_cred_helpers_recorded(hosts: &[String], containers: bool) -> Result<(
                 .old
                 .as_ref()
                 .and_then(|o| serde_json::from_slice::<Value>(&o.bytes).ok())
-                .map_or(true, |v| v.get("credHelpers").is_none()),
+                .is_none_or(|v| v.get("credHelpers").is_none()),
             added: p.added.clone(),
             replaced: p.replaced.clone(),
             before: p.old.as_ref().map(|o| String::from_utf8_lossy(&o.bytes).into_owned()),
