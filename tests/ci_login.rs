@@ -326,17 +326,16 @@ fn github_output_is_created_0600_or_appended_to_with_its_mode_kept() {
 #[test]
 fn a_github_output_that_cannot_be_written_fails_the_login_before_any_change() {
     let aws = FakeAws::start();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("in a missing folder", Box::new(|_p: &Path| {})),
-        (
-            "a FIFO (never waited on)",
-            Box::new(|p: &Path| {
-                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-            }),
-        ),
-        ("a directory", Box::new(|p: &Path| std::fs::create_dir(p).unwrap())),
-        ("a symbolic link", Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/null", p).unwrap())),
+    fn fifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 4] = [
+        ("in a missing folder", |_| {}),
+        ("a FIFO (never waited on)", fifo),
+        ("a directory", |p| std::fs::create_dir(p).unwrap()),
+        ("a symbolic link", |p| std::os::unix::fs::symlink("/dev/null", p).unwrap()),
     ];
     for (what, make) in cases {
         let mut h = helper(&aws);
