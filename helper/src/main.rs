@@ -85,7 +85,7 @@ fn non_protocol_action() -> Option<String> {
 fn usage_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ErrorKind};
     const ACTIONS: &str =
-        "get, store, erase, list, version, configure, get-login-password, login, status, kubelet, completions or man (see --help)";
+        "get, store, erase, list, version, configure, get-login-password, login, logout, status, kubelet, completions or man (see --help)";
     match e.kind() {
         ErrorKind::InvalidSubcommand => {
             let what = e.get(ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
