@@ -97,7 +97,7 @@ fn fifty_concurrent_stores_are_all_listed() {
 struct SecretServiceSession {
     child: std::process::Child,
     address: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _config: Option<tempfile::TempDir>,
 }
 
@@ -188,11 +188,11 @@ impl SecretServiceSession {
             .stderr(log)
             .spawn()
             .expect("start dbus-run-session");
-        let mut session = SecretServiceSession { child, address: String::new(), _dir: dir, _config: None };
+        let mut session = SecretServiceSession { child, address: String::new(), dir, _config: None };
         let start = std::time::Instant::now();
-        let bus_file = session._dir.path().join("bus");
+        let bus_file = session.dir.path().join("bus");
         while !bus_file.exists() {
-            let log = std::fs::read_to_string(session._dir.path().join("session.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(session.dir.path().join("session.log")).unwrap_or_default();
             assert!(session.child.try_wait().unwrap().is_none(), "the session bus ended early: {log}");
             assert!(start.elapsed() < std::time::Duration::from_secs(30), "no session bus after 30s: {log}");
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -214,7 +214,7 @@ impl SecretServiceSession {
         cmd.arg(action)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", self._dir.path())
+            .env("HOME", self.dir.path())
             .env("DBUS_SESSION_BUS_ADDRESS", &self.address);
         support::run_command(cmd, stdin.as_bytes(), std::time::Duration::from_secs(30))
     }

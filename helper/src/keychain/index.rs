@@ -36,15 +36,16 @@ fn read_in(dir: &Path) -> BTreeMap<String, String> {
 /// itself is already stored or erased, only `list` misses it.
 pub fn update(change: impl FnOnce(&mut BTreeMap<String, String>)) {
     let Some(dir) = folder() else { return };
-    let result = (|| -> Result<(), String> {
-        let _lock = lock(&dir.join(LOCK))?;
-        let mut index = read_in(&dir);
-        change(&mut index);
-        write_private(&dir.join(INDEX), serde_json::to_string_pretty(&index).expect("serializes").as_bytes()).map_err(|e| e.to_string())
-    })();
-    if let Err(e) = result {
+    if let Err(e) = update_in(&dir, change) {
         tracing::warn!("could not update {}: {e}", dir.join(INDEX).display());
     }
+}
+
+fn update_in(dir: &Path, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), String> {
+    let _lock = lock(&dir.join(LOCK))?;
+    let mut index = read_in(dir);
+    change(&mut index);
+    write_private(&dir.join(INDEX), serde_json::to_string_pretty(&index).expect("serializes").as_bytes()).map_err(|e| e.to_string())
 }
 
 /// An exclusive `flock` on `path`, released when the file is dropped. The file is opened
