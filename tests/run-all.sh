@@ -6,6 +6,8 @@
 #   3. cargo test --release     unit tests, helper and broker integration tests
 #   4. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
 #   5. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
+#      tests/mutants.sh --diff  mutation testing of the core library's lines changed since
+#                               HEAD~1 (docs/testing.md); fails without a parent commit
 #   6. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
 # Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
 set -euo pipefail
@@ -30,6 +32,9 @@ cargo test --release --workspace --locked
 
 step "fuzzing"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz.sh
+
+step "mutation testing of the last commit's core library changes"
+tests/mutants.sh --diff
 
 step "packaging"
 tests/packaging.sh
