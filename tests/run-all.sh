@@ -5,9 +5,11 @@
 #   2. cargo fmt --check, cargo clippy -D warnings (every target of the workspace)
 #   3. cargo build --release    once; every later step reuses target/release
 #   4. cargo test --release     unit tests, helper and broker integration tests
-#   5. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
-#   6. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
-#   7. tests/packaging.sh       systemd units, socket activation, .deb/.rpm, Kubernetes manifests
+#   5. tests/fuzz.sh            four libFuzzer targets, FUZZ_SECONDS (20) each
+#   6. tests/mutants.sh --diff  mutation testing of the core library's lines changed since
+#                               HEAD~1 (docs/testing.md); fails without a parent commit
+#   7. tests/packaging.sh       systemd units, socket activation, release artifacts, Kubernetes
+#   8. tests/e2e/run.sh         real clients against a TLS registry under ECR names (matrix)
 # Needs root (apt, /etc/hosts, port 443). Any failure fails the run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,9 @@ cargo test --release --workspace --locked
 
 step "fuzzing"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz.sh
+
+step "mutation testing of the last commit's core library changes"
+tests/mutants.sh --diff
 
 step "packaging"
 tests/packaging.sh
