@@ -99,8 +99,10 @@ mod tests {
         assert!(a.admit(0, true, true, LIMITS).is_err(), "total reached");
         drop(mine);
         assert_eq!(a.open(), 7);
+        assert!(a.admit(1000, false, true, LIMITS).is_err(), "root's places still count against the total for others");
+        drop(root);
         assert!(a.admit(1000, false, true, LIMITS).is_ok(), "places come back when connections close");
-        drop((others, root));
+        drop(others);
     }
 
     #[test]
