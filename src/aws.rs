@@ -122,12 +122,16 @@ fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn credentials_error(e: CredentialsError) -> FetchError {
-    let detail = match &e {
+    credentials_error_ref(&e)
+}
+
+fn credentials_error_ref(e: &CredentialsError) -> FetchError {
+    let detail = match e {
         CredentialsError::CredentialsNotLoaded(_) => {
             "none found in the environment, ~/.aws/config and credentials, SSO, web identity, container or instance metadata".to_string()
         }
         CredentialsError::ProviderTimedOut(_) => "the credential source timed out".to_string(),
-        _ => one_line(&e),
+        _ => one_line(e),
     };
     FetchError::Credentials(detail)
 }
@@ -152,10 +156,24 @@ where
             };
             FetchError::Service { service, code, message, hint }
         }
+        // The SDK resolves credentials while sending: their absence is not a network problem.
+        _ if credentials_cause(&e).is_some() => credentials_error_ref(credentials_cause(&e).expect("checked")),
         SdkError::TimeoutError(_) => FetchError::Unreachable { service, detail: "timed out".into() },
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FetchError::Unreachable { service, detail: one_line(&e) },
         _ => FetchError::BadAnswer(format!("{service}: {}", one_line(&e))),
     }
+}
+
+/// The credentials failure somewhere in an error's chain of causes, if any.
+fn credentials_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a CredentialsError> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(c) = err.downcast_ref::<CredentialsError>() {
+            return Some(c);
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// The `AWS_ENDPOINT_URL*` override in force for this variant's token service, if any.

@@ -72,6 +72,13 @@ pub struct TokenStatus {
     pub last_used: Option<i64>,
     pub upstream_calls: u64,
     pub last_error: Option<String>,
+    /// `transient` (throttling, 5xx, timeouts: retried within a minute) or `permanent`
+    /// (credentials, permissions, configuration: retried after minutes), with `last_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// No upstream call for this slot before this time (Unix seconds) while it backs off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
 }
 
 /// The socket the helper tries: `ECR_BROKER_SOCKET` (empty or `none`: no broker), else the

@@ -1,19 +1,23 @@
-//! The TOML configuration shared by the broker and the helper: identities, the rules that map
-//! registries to an identity and say who may ask, what to prefetch, and where the socket and
-//! state file live.
+//! The TOML configuration shared by the broker and the helper: identities and who may use
+//! each, the rules that route registries to an identity, what to prefetch, where the socket
+//! and state file live, and the broker's resource bounds.
+//!
+//! Who may use a token is a property of the identity, never of a registry pattern: an ECR
+//! token is the token of a principal in a region and opens every registry that principal may
+//! read there, whichever registry it was asked for.
 //!
 //! ```toml
-//! allow_gids = [998]                 # may ask for every registry (root and our own uid always may)
+//! allow_gids = [998]                 # may use every identity (root and our own uid always may)
 //! prefetch = ["123456789012.dkr.ecr.us-east-1.amazonaws.com"]
 //!
 //! [identities.prod]                  # "default" (the default chain) always exists
 //! profile = "prod"                   # optional: a profile instead of the default chain
 //! role_arn = "arn:aws:iam::210987654321:role/EcrPull"   # optional: assumed with those credentials
+//! allow_uids = [1000]                # who else may use this identity's tokens
 //!
-//! [[rules]]                          # the first rule whose `registry` matches decides
+//! [[rules]]                          # the first rule whose `registry` matches routes it
 //! registry = "210987654321.*"        # "*", "public", "ACCOUNT", "ACCOUNT.REGION", "*.REGION"
 //! identity = "prod"
-//! allow_uids = [1000]
 //! ```
 
 use crate::aws::{AssumeRole, Identity};
@@ -33,7 +37,7 @@ pub struct Config {
     pub socket_group: Option<String>,
     /// Where tokens are kept across restarts.
     pub state_file: Option<PathBuf>,
-    /// Users and groups that may ask for any registry.
+    /// Users and groups that may use every identity.
     #[serde(default)]
     pub allow_uids: Vec<u32>,
     #[serde(default)]
@@ -45,6 +49,19 @@ pub struct Config {
     pub identities: BTreeMap<String, IdentityConfig>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Seconds a connection may take to send its request headers, and may stay idle between
+    /// requests (default 5).
+    pub header_timeout_secs: Option<u64>,
+    /// Open connections, all callers together (default 1024, at most the fd limit allows).
+    pub max_connections: Option<usize>,
+    /// Open connections one uid may hold (default 64; root and the broker's own uid: only
+    /// `max_connections`).
+    pub max_connections_per_uid: Option<usize>,
+    /// Token slots (identity x region x endpoint) held at once; the least recently used idle
+    /// slot makes room (default 256).
+    pub max_slots: Option<usize>,
+    /// Registry names remembered per slot for status and refresh (default 64).
+    pub max_registries_per_slot: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -55,6 +72,12 @@ pub struct IdentityConfig {
     pub external_id: Option<String>,
     pub session_name: Option<String>,
     pub duration_seconds: Option<u32>,
+    /// Users and groups that may use this identity (besides the top-level lists, root and the
+    /// broker's own uid).
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+    #[serde(default)]
+    pub allow_gids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,10 +86,12 @@ pub struct Rule {
     pub registry: String,
     #[serde(default = "default_identity")]
     pub identity: String,
+    /// No longer allowed here (a config error that says where the list belongs now); read
+    /// only to give that error.
     #[serde(default)]
-    pub allow_uids: Vec<u32>,
+    pub allow_uids: Option<Vec<u32>>,
     #[serde(default)]
-    pub allow_gids: Vec<u32>,
+    pub allow_gids: Option<Vec<u32>>,
 }
 
 fn default_identity() -> String {
@@ -112,6 +137,17 @@ impl Config {
                     rule.registry
                 ));
             }
+            for (key, present) in [("allow_uids", rule.allow_uids.is_some()), ("allow_gids", rule.allow_gids.is_some())] {
+                if present {
+                    return Err(format!(
+                        "the rule for {:?} has {key}, but rules only route a registry to an identity now: move the list to \
+                         [identities.{}] {key} (or to the top-level {key} for every identity). An ECR token opens every \
+                         registry its principal may read in that region, so who may use it is set per identity; \
+                         separate teams need separate identities (roles)",
+                        rule.registry, rule.identity
+                    ));
+                }
+            }
             if rule.identity != DEFAULT_IDENTITY && !self.identities.contains_key(&rule.identity) {
                 return Err(format!(
                     "rule for {:?} names identity {:?}, which is not defined under [identities]",
@@ -126,6 +162,17 @@ impl Config {
         }
         if let Some(mode) = &self.socket_mode {
             parse_mode(mode)?;
+        }
+        for (key, value) in [
+            ("header_timeout_secs", self.header_timeout_secs.map(|v| v as usize)),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_uid", self.max_connections_per_uid),
+            ("max_slots", self.max_slots),
+            ("max_registries_per_slot", self.max_registries_per_slot),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key} must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -147,6 +194,31 @@ impl Config {
         }
     }
 
+    /// How long a connection may take to send its headers or stay idle between requests.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_timeout_secs.unwrap_or(5))
+    }
+
+    /// Open connections allowed, all callers together.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or(1024)
+    }
+
+    /// Open connections one uid may hold.
+    pub fn max_connections_per_uid(&self) -> usize {
+        self.max_connections_per_uid.unwrap_or(64)
+    }
+
+    /// Token slots held at once.
+    pub fn max_slots(&self) -> usize {
+        self.max_slots.unwrap_or(256)
+    }
+
+    /// Registry names remembered per slot.
+    pub fn max_registries_per_slot(&self) -> usize {
+        self.max_registries_per_slot.unwrap_or(64)
+    }
+
     /// All identity names, "default" included.
     pub fn identity_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.identities.keys().cloned().collect();
@@ -166,34 +238,45 @@ impl Config {
         self.rule_for(registry).map(|r| r.identity.clone()).unwrap_or_else(default_identity)
     }
 
+    /// Whether `caller` may use the identity `name`: root and `own_uid` (the daemon's user)
+    /// always, others if a top-level or the identity's own `allow_uids`/`allow_gids` names
+    /// them. `groups` lists the caller's groups (asked only when a group could matter).
+    pub fn may_use(&self, name: &str, caller: Caller, own_uid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+        if caller.uid == 0 || caller.uid == own_uid {
+            return true;
+        }
+        let own = self.identities.get(name);
+        let mut uids = self.allow_uids.iter().chain(own.map(|i| i.allow_uids.as_slice()).unwrap_or_default());
+        if uids.any(|u| *u == caller.uid) {
+            return true;
+        }
+        let mut gids = self.allow_gids.iter().chain(own.map(|i| i.allow_gids.as_slice()).unwrap_or_default()).peekable();
+        gids.peek().is_some() && {
+            let mut caller_groups = groups();
+            caller_groups.push(caller.gid);
+            gids.any(|g| caller_groups.contains(g))
+        }
+    }
+
+    /// Whether `caller` may use at least one identity: callers who may not are refused
+    /// everything but `/healthz`.
+    pub fn may_use_any(&self, caller: Caller, own_uid: u32, groups: impl Fn() -> Vec<u32>) -> bool {
+        self.identity_names().iter().any(|name| self.may_use(name, caller, own_uid, &groups))
+    }
+
     /// Which identity serves `registry` for `caller`, or why not. `own_uid` is the daemon's
     /// user; `groups` lists the caller's groups (asked only when a group could matter).
     pub fn decide(&self, registry: &RegistryHost, caller: Caller, own_uid: u32, groups: impl FnOnce() -> Vec<u32>) -> Decision {
-        let rule = self.rule_for(registry);
         let identity = self.identity_for(registry);
-        let uids = self.allow_uids.iter().chain(rule.map(|r| r.allow_uids.as_slice()).unwrap_or_default());
-        let mut gids = self.allow_gids.iter().chain(rule.map(|r| r.allow_gids.as_slice()).unwrap_or_default()).peekable();
-        let allowed = caller.uid == 0
-            || caller.uid == own_uid
-            || uids.clone().any(|u| *u == caller.uid)
-            || (gids.peek().is_some() && {
-                let mut caller_groups = groups();
-                caller_groups.push(caller.gid);
-                gids.any(|g| caller_groups.contains(g))
-            });
-        if allowed {
-            Decision::Allow { identity }
-        } else {
-            let which = match rule {
-                Some(r) => format!("the rule for {:?}", r.registry),
-                None => "no rule".to_string(),
-            };
-            Decision::Deny {
-                reason: format!(
-                    "uid {} may not get tokens for {}: {} allows it (see allow_uids/allow_gids in the broker config)",
-                    caller.uid, registry.host, which
-                ),
-            }
+        if self.may_use(&identity, caller, own_uid, groups) {
+            return Decision::Allow { identity };
+        }
+        Decision::Deny {
+            reason: format!(
+                "uid {} may not get tokens for {}: it is served by identity {:?}, which uid {} may not use \
+                 (see allow_uids/allow_gids under [identities.{}] or at the top of the broker config)",
+                caller.uid, registry.host, identity, caller.uid, identity
+            ),
         }
     }
 }
@@ -321,13 +404,15 @@ mod tests {
 allow_gids = [500]
 [identities.prod]
 role_arn = "arn:aws:iam::210987654321:role/EcrPull"
+allow_uids = [1000]
+[identities.public]
+allow_uids = [1001]
 [[rules]]
 registry = "210987654321.*"
 identity = "prod"
-allow_uids = [1000]
 [[rules]]
 registry = "public"
-allow_uids = [1001]
+identity = "public"
 "#;
 
     fn reg(h: &str) -> RegistryHost {
@@ -339,7 +424,7 @@ allow_uids = [1001]
     }
 
     #[test]
-    fn rules_pick_the_identity_and_the_allowed_users() {
+    fn rules_route_and_identities_say_who_may_use_them() {
         let c: Config = toml::from_str(CONFIG).unwrap();
         c.check().unwrap();
         let prod = reg("210987654321.dkr.ecr.eu-west-1.amazonaws.com");
@@ -349,8 +434,29 @@ allow_uids = [1001]
         assert_eq!(c.decide(&other, caller(0), 999, Vec::new), Decision::Allow { identity: "default".into() });
         assert_eq!(c.decide(&other, caller(999), 999, Vec::new), Decision::Allow { identity: "default".into() }, "own uid");
         assert_eq!(c.decide(&other, caller(2000), 999, || vec![500]), Decision::Allow { identity: "default".into() }, "global group");
+        assert_eq!(
+            c.decide(&prod, caller(2000), 999, || vec![500]),
+            Decision::Allow { identity: "prod".into() },
+            "global = every identity"
+        );
         assert!(matches!(c.decide(&reg("public.ecr.aws"), caller(1000), 999, Vec::new), Decision::Deny { .. }));
         assert!(matches!(c.decide(&reg("public.ecr.aws"), caller(1001), 999, Vec::new), Decision::Allow { .. }));
+        assert!(c.may_use_any(caller(1000), 999, Vec::new));
+        assert!(!c.may_use_any(caller(4242), 999, Vec::new), "no identity names uid 4242");
+        assert!(c.may_use_any(caller(4242), 999, || vec![500]));
+    }
+
+    #[test]
+    fn an_allow_list_on_a_rule_is_refused_and_the_error_says_where_it_belongs() {
+        for key in ["allow_uids", "allow_gids"] {
+            let text = format!(
+                "[identities.prod]\nprofile = \"p\"\n[[rules]]\nregistry = \"210987654321\"\nidentity = \"prod\"\n{key} = [1000]\n"
+            );
+            let c: Config = toml::from_str(&text).unwrap();
+            let err = c.check().unwrap_err();
+            assert!(err.contains(&format!("[identities.prod] {key}")), "{err}");
+            assert!(err.contains("210987654321"), "{err}");
+        }
     }
 
     #[test]
@@ -359,6 +465,7 @@ allow_uids = [1001]
         match c.decide(&reg("123456789012.dkr.ecr.us-east-1.amazonaws.com"), caller(4242), 0, Vec::new) {
             Decision::Deny { reason } => {
                 assert!(reason.contains("uid 4242"));
+                assert!(reason.contains("identity \"default\", which uid 4242 may not use"), "{reason}");
                 assert!(reason.contains("123456789012.dkr.ecr.us-east-1.amazonaws.com"));
             }
             d => panic!("{d:?}"),
@@ -388,6 +495,6 @@ allow_uids = [1001]
         assert_eq!(c.identity("default"), Some(Identity::default()));
         assert_eq!(c.identity("prod").unwrap().role.unwrap().role_arn, "arn:aws:iam::210987654321:role/EcrPull");
         assert_eq!(c.identity("missing"), None);
-        assert_eq!(c.identity_names(), vec!["default".to_string(), "prod".to_string()]);
+        assert_eq!(c.identity_names(), vec!["default".to_string(), "prod".to_string(), "public".to_string()]);
     }
 }

@@ -142,8 +142,9 @@ fn a_broker_killed_under_load_loses_no_helper_request() {
 #[test]
 fn a_policy_refusal_reaches_the_user_and_is_not_bypassed() {
     let fake = FakeAws::start();
-    let config = "socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n".to_string();
-    let broker = Broker::start(&fake, &config);
+    // Who may use a token is set on the identity; the rule only routes the registry to it.
+    let config = "socket_mode = \"0666\"\n[identities.team]\nallow_uids = [65534]\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nidentity = \"team\"\n";
+    let broker = Broker::start(&fake, config);
     let nobody = |host: &str| {
         let out = Command::new(support::helper_bin())
             .arg("get")
@@ -171,7 +172,7 @@ fn a_policy_refusal_reaches_the_user_and_is_not_bypassed() {
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let (code, out) = nobody(OTHER_ACCOUNT);
-    assert_eq!(code, Some(0), "the rule serves uid 65534 this registry: {out}\n{}", broker.log());
+    assert_eq!(code, Some(0), "identity team serves uid 65534 this registry: {out}\n{}", broker.log());
     let before = fake.calls("GetAuthorizationToken");
     let (code, out) = nobody(HOST);
     assert_eq!(code, Some(1), "{out}");

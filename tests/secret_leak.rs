@@ -489,9 +489,9 @@ fn broker_leaks_no_secret_in_answers_logs_or_files() {
     scan.text("broker log (user broker)", b.log(), false);
     scan.dir(&b.dir);
 
-    // A broker that refuses: a 0666 socket, and a rule that serves uid 65534 another account only.
+    // A broker that refuses: a 0666 socket, and an identity that serves uid 65534 another account only.
     if unsafe { libc::geteuid() } == 0 {
-        let config = "socket_mode = \"0666\"\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nallow_uids = [65534]\n";
+        let config = "socket_mode = \"0666\"\n[identities.team]\nallow_uids = [65534]\n[[rules]]\nregistry = \"210987654321.us-east-1\"\nidentity = \"team\"\n";
         let mut b2 = start_broker(&fake, config);
         let r = b2.request(&format!("/v1/token?registry={HOST}"));
         assert_eq!(r.status, 200);

@@ -7,8 +7,10 @@
 //! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`state_file`], [`metrics`],
 //! [`systemd`].
 
+mod admission;
 mod healthcheck;
 mod metrics;
+mod ratelog;
 mod refresh;
 mod server;
 mod state_file;
@@ -113,6 +115,7 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "healthcheck") {
         std::process::exit(healthcheck::run(std::env::args_os().skip(2)));
     }
+    not_dumpable();
     ecr_cred::logging::init("info");
     let cli = Cli::parse();
     print_docs(&cli);
@@ -153,6 +156,7 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
         return 1;
     }
 
+    let fd_room = raise_fd_limit();
     let config = Arc::new(config);
     let metrics = Arc::new(metrics::Metrics::default());
     let store = Arc::new(tokens::TokenStore::new(upstream::Upstream::new(config.clone()), metrics));
@@ -174,7 +178,7 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
     let listener = tokio::net::UnixListener::from_std(std_listener).expect("socket into tokio");
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let app = Arc::new(server::App::new(store.clone()));
+    let app = Arc::new(server::App::new(store.clone(), fd_room));
     let server = tokio::spawn(server::serve(listener, app, shutdown_rx.clone(), Duration::from_secs(10)));
     tokio::spawn(refresh::run(store.clone(), shutdown_rx.clone()));
     tokio::spawn(persist(store.clone(), state_path.clone(), shutdown_rx.clone()));
@@ -226,11 +230,17 @@ fn prefetch(store: &Arc<tokens::TokenStore>, config: &Config) {
     for host in &config.prefetch {
         let Some(registry) = RegistryHost::parse(host) else { continue };
         let identity = config.identity_for(&registry);
-        let slot = store.slot(&tokens::SlotKey::for_registry(&identity, &registry));
+        let slot = match store.slot(&tokens::SlotKey::for_registry(&identity, &registry)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(registry = %registry, "not prefetched: {}", e.0);
+                continue;
+            }
+        };
         {
             let mut st = slot.state.lock().unwrap();
             st.prefetch = true;
-            st.registries.insert(registry.host.clone());
+            store.remember_registry(&mut st, &registry.host);
         }
         let store = store.clone();
         tokio::spawn(async move {
@@ -241,9 +251,10 @@ fn prefetch(store: &Arc<tokens::TokenStore>, config: &Config) {
     }
 }
 
-/// SIGHUP: read the configuration again; keep every token whose identity is unchanged.
+/// SIGHUP: read the configuration again; keep every token whose identity is unchanged. A
+/// file that is missing, unreadable or wrong keeps the running configuration.
 fn reload(store: &Arc<tokens::TokenStore>, path: &std::path::Path) {
-    let new = match Config::load(path, false) {
+    let new = match Config::load(path, true) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
@@ -253,6 +264,7 @@ fn reload(store: &Arc<tokens::TokenStore>, path: &std::path::Path) {
     let old = store.upstream.config();
     store.retain_identities(|name| old.identity(name).is_some() && old.identity(name) == new.identity(name));
     store.upstream.set_config(new.clone());
+    store.clear_backoffs();
     prefetch(store, &new);
     tracing::info!(config = %path.display(), "configuration reloaded");
 }
@@ -271,6 +283,39 @@ async fn persist(store: Arc<tokens::TokenStore>, path: PathBuf, mut shutdown: to
             tracing::warn!("could not save state to {}: {e}", path.display());
         }
     }
+}
+
+/// No core dumps and no ptrace by other processes of our uid: our memory holds tokens.
+fn not_dumpable() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes a flag of this process.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit reads the struct we pass.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+}
+
+/// Raise the soft fd limit to the hard limit; the connections it leaves room for (all but 64
+/// fds, kept for the state file, AWS and systemd).
+fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 960;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    tracing::info!(fd_limit = soft, "file descriptor limit");
+    soft.saturating_sub(64).max(16)
 }
 
 /// A group name or number to a gid.

@@ -1,7 +1,16 @@
 //! The server: the Unix socket (bound by us or passed by systemd), one task per connection
 //! with its caller identified by SO_PEERCRED, the HTTP routes, and a graceful shutdown that
 //! lets requests in flight finish.
+//!
+//! Every caller who can reach the socket is treated as hostile: a connection is admitted only
+//! within its uid's share ([`crate::admission`]); it must send its headers (at most
+//! [`MAX_HEADER_BYTES`]) within the configured header timeout, which also closes idle
+//! keep-alive connections; it lives at most [`MAX_CONNECTION_LIFE`]. A uid that may use no
+//! identity gets one answer (403, or `/healthz`) and the connection is closed. Refusals and
+//! accept errors are logged rate-limited ([`crate::ratelog`]).
 
+use crate::admission::{Admission, Limits};
+use crate::ratelog::{more, RateLog};
 use crate::tokens::TokenStore;
 use bytes::Bytes;
 use ecr_cred::broker::{ErrorResponse, IdentityStatus, StatusResponse, TokenResponse, TokenStatus};
@@ -18,6 +27,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Request headers, start line included: this API's requests are a few hundred bytes.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Headers per request.
+const MAX_HEADERS: usize = 32;
+/// The longest any connection lives, however busy (a token request waits for AWS at most
+/// about a minute).
+pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(300);
+/// One log line per uid and kind of refusal per this interval.
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What every connection shares.
 pub struct App {
     pub store: Arc<TokenStore>,
@@ -25,13 +44,36 @@ pub struct App {
     pub started_at: i64,
     /// uid -> (its groups, when looked up): group lookups read /etc/group, so keep them a minute.
     groups: Mutex<HashMap<u32, (Vec<u32>, Instant)>>,
+    admission: Arc<Admission>,
+    /// Connections the fd limit leaves room for.
+    fd_room: usize,
+    pub ratelog: RateLog,
 }
 
 impl App {
-    pub fn new(store: Arc<TokenStore>) -> App {
+    /// `fd_room`: how many connections the process's fd limit allows.
+    pub fn new(store: Arc<TokenStore>, fd_room: usize) -> App {
         // SAFETY: geteuid cannot fail.
         let own_uid = unsafe { libc::geteuid() };
-        App { store, own_uid, started_at: now_unix(), groups: Mutex::new(HashMap::new()) }
+        App {
+            store,
+            own_uid,
+            started_at: now_unix(),
+            groups: Mutex::new(HashMap::new()),
+            admission: Arc::new(Admission::default()),
+            fd_room,
+            ratelog: RateLog::new(LOG_INTERVAL),
+        }
+    }
+
+    fn limits(&self, config: &ecr_cred::config::Config) -> Limits {
+        let max_total = config.max_connections().min(self.fd_room).max(1);
+        Limits { max_total, max_per_uid: config.max_connections_per_uid().min(max_total) }
+    }
+
+    /// Whether `caller` may use at least one identity.
+    fn usable(&self, caller: Caller) -> bool {
+        self.store.upstream.config().may_use_any(caller, self.own_uid, || self.groups_of(caller.uid))
     }
 
     fn groups_of(&self, uid: u32) -> Vec<u32> {
@@ -81,7 +123,9 @@ pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, mut shutdo
                 let stream = match accepted {
                     Ok((s, _)) => s,
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        if let Some(n) = app.ratelog.allow(u32::MAX, "accept") {
+                            tracing::warn!("accept failed: {e}{}", more(n));
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -89,21 +133,48 @@ pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, mut shutdo
                 let caller = match stream.peer_cred() {
                     Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
                     Err(e) => {
-                        tracing::warn!("cannot identify the caller (SO_PEERCRED): {e}");
+                        if let Some(n) = app.ratelog.allow(u32::MAX, "peercred") {
+                            tracing::warn!("cannot identify the caller (SO_PEERCRED): {e}{}", more(n));
+                        }
                         continue;
                     }
                 };
-                let app = app.clone();
+                let config = app.store.upstream.config();
+                let privileged = caller.uid == 0 || caller.uid == app.own_uid;
+                let usable = privileged || app.usable(caller);
+                let permit = match app.admission.admit(caller.uid, privileged, usable, app.limits(&config)) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        if let Some(n) = app.ratelog.allow(caller.uid, "connection") {
+                            tracing::warn!(uid = caller.uid, open = app.admission.open(), "connection closed at once: {why}{}", more(n));
+                        }
+                        // A fresh socket's send buffer is empty: this never blocks.
+                        let _ = stream.try_write(BUSY);
+                        continue;
+                    }
+                };
+                let app2 = app.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&app, caller, req).await) }
+                    let app = app2.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&app, caller, usable, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(config.header_timeout())
+                    .max_buf_size(MAX_HEADER_BYTES)
+                    .max_header_size(MAX_HEADER_BYTES)
+                    .max_headers(MAX_HEADERS)
+                    // A caller with no usable identity gets one answer, then the connection closes.
+                    .keep_alive(usable)
+                    .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended: {e}");
+                    match tokio::time::timeout(MAX_CONNECTION_LIFE, conn).await {
+                        Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
+                        Err(_) => tracing::debug!("connection closed after {MAX_CONNECTION_LIFE:?}"),
+                        Ok(Ok(())) => {}
                     }
+                    drop(permit);
                 });
             }
             _ = shutdown.changed() => break,
@@ -114,6 +185,9 @@ pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, mut shutdo
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
     }
 }
+
+/// The answer to a connection past its uid's share or the total.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 69\r\nconnection: close\r\n\r\n{\"error\":\"busy\",\"reason\":\"too many open connections from this user\"}\n";
 
 type Reply = Response<Full<Bytes>>;
 
@@ -134,15 +208,33 @@ fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Reply {
     json(status, &ErrorResponse { error: kind.to_string(), reason: reason.into() })
 }
 
-async fn route(app: &App, caller: Caller, req: Request<hyper::body::Incoming>) -> Reply {
+/// `usable`: the caller may use at least one identity (else only `/healthz` is served).
+async fn route(app: &App, caller: Caller, usable: bool, req: Request<hyper::body::Incoming>) -> Reply {
     if req.method() != Method::GET {
         return error(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "only GET is served");
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return reply(StatusCode::OK, "text/plain", "ok\n");
+    }
+    if !usable && matches!(path, "/v1/token" | "/v1/status" | "/metrics") {
+        app.store.metrics.requests_forbidden.fetch_add(1, Relaxed);
+        if let Some(n) = app.ratelog.allow(caller.uid, "refused") {
+            tracing::info!(uid = caller.uid, pid = caller.pid, path, "refused: this uid may use no identity{}", more(n));
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "uid {} may use no identity of this broker (see allow_uids/allow_gids under [identities.NAME] or at the top of the broker config)",
+                caller.uid
+            ),
+        );
+    }
+    match path {
         "/v1/token" => token(app, caller, req.uri().query().unwrap_or("")).await,
         "/v1/status" => status(app),
         "/metrics" => metrics(app),
-        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such path; try /v1/token?registry=HOST, /v1/status, /metrics or /healthz"),
     }
 }
@@ -162,7 +254,9 @@ async fn token(app: &App, caller: Caller, query: &str) -> Reply {
         Decision::Allow { identity } => identity,
         Decision::Deny { reason } => {
             metrics.requests_forbidden.fetch_add(1, Relaxed);
-            tracing::info!(uid = caller.uid, pid = caller.pid, registry = %registry, "refused: {reason}");
+            if let Some(n) = app.ratelog.allow(caller.uid, "refused") {
+                tracing::info!(uid = caller.uid, pid = caller.pid, registry = %registry, "refused: {reason}{}", more(n));
+            }
             return error(StatusCode::FORBIDDEN, "forbidden", reason);
         }
     };
@@ -216,6 +310,8 @@ fn status(app: &App) -> Reply {
                 last_used: Some(st.last_used).filter(|t| *t > 0),
                 upstream_calls: st.upstream_calls,
                 last_error: st.last_error.clone(),
+                error_kind: st.last_error.as_ref().map(|_| if st.last_error_permanent { "permanent" } else { "transient" }.to_string()),
+                retry_at: Some(st.backoff_until.ceil() as i64).filter(|t| *t > now_unix()),
             }
         })
         .collect();

@@ -100,8 +100,7 @@ pub fn load(path: &Path, store: &TokenStore, config: &Config) -> usize {
         let keep = e.token.is_valid(now)
             && identity_digest(config, &e.identity).as_deref() == Some(e.identity_digest.as_str())
             && endpoint_override(variant) == e.endpoint;
-        if keep {
-            store.restore(SlotKey { identity: e.identity, region: e.region, variant }, e.token, e.principal, e.registries);
+        if keep && store.restore(SlotKey { identity: e.identity, region: e.region, variant }, e.token, e.principal, e.registries) {
             loaded += 1;
         }
     }
