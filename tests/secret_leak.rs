@@ -480,7 +480,7 @@ fn broker_leaks_no_secret_in_answers_logs_or_files() {
     let r = h.run(&["kubelet", "get-credentials"], kubelet_request(&format!("{HOST}/app:1")).as_bytes());
     scan.run("helper via broker kubelet", &r, true);
     let r = h.get("123456789012.dkr.ecr.us-west-2.amazonaws.com");
-    // The broker answers 502 (back-off); the helper then fetches for itself: a get answer.
+    // The broker answers 502 (back-off); the helper reports the broker's error (no fetch of its own).
     scan.run("helper via broker get (slot in back-off)", &r, true);
     scan.dir(h.home());
     b.signal(libc::SIGTERM);
