@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 /// Keys remembered at most; past this the table starts again (uids are few on a real host).
 const MAX_KEYS: usize = 4096;
 
+/// Per (uid, kind): when the last line was written, and how many events were not logged since.
+type Seen = HashMap<(u32, &'static str), (Instant, u64)>;
+
 pub struct RateLog {
     interval: Duration,
-    seen: Mutex<HashMap<(u32, &'static str), (Instant, u64)>>,
+    seen: Mutex<Seen>,
 }
 
 impl RateLog {
