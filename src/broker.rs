@@ -177,8 +177,9 @@ const MAX_RESPONSE: u64 = 1 << 20;
 /// request and the whole answer), however the broker trickles its bytes.
 pub fn get(socket: &Path, path_and_query: &str, deadline: Duration) -> Result<Response, ClientError> {
     let start = Instant::now();
-    let mut stream = match UnixStream::connect(socket) {
+    let mut stream = match connect_within(socket, deadline) {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(ClientError::TooSlow(deadline)),
         Err(e)
             if matches!(
                 e.kind(),
@@ -218,6 +219,39 @@ pub fn get(socket: &Path, path_and_query: &str, deadline: Duration) -> Result<Re
         }
     }
     parse_response(&raw).ok_or_else(|| ClientError::Unhealthy("not an HTTP answer".into()))
+}
+
+/// `connect` that gives up after `timeout`: a broker whose listen queue is full (it stopped
+/// accepting) would otherwise block it for good. On Linux `SO_SNDTIMEO` bounds a Unix stream
+/// `connect`, which then fails with `EAGAIN`.
+fn connect_within(socket: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let path = socket.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if path.len() >= addr.sun_path.len() || path.contains(&0) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path too long or not a path"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(path) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a new descriptor, owned by the UnixStream at once (closed on every path).
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: fcntl on our descriptor.
+    unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    stream.set_write_timeout(Some(timeout))?;
+    let len = (std::mem::size_of_val(&addr) - addr.sun_path.len() + path.len() + 1) as libc::socklen_t;
+    // SAFETY: addr is a valid sockaddr_un and len covers the path and its NUL.
+    if unsafe { libc::connect(stream.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {

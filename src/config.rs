@@ -119,14 +119,12 @@ impl Config {
     /// Read and check a config file. A missing file is an empty config (the default chain for
     /// every registry, for root and the daemon's own user).
     pub fn load(path: &Path, must_exist: bool) -> Result<Config, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let config: Config = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))?;
-        config.check().map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(config)
+        // Read as the user file is: a regular file only (a FIFO is never waited on), bounded.
+        match Config::load_user(path)? {
+            Some(config) => Ok(config),
+            None if !must_exist => Ok(Config::default()),
+            None => Err(format!("cannot read {}: no such file", path.display())),
+        }
     }
 
     fn check(&self) -> Result<(), String> {

@@ -109,6 +109,18 @@ fn root_never_changes_nor_follows_a_planted_link_in_a_shared_cache_folder() {
     assert_eq!(fake.calls("GetAuthorizationToken"), 2, "no cache: each get asks AWS");
 }
 
+#[test]
+fn a_fifo_as_the_broker_config_is_refused_not_waited_on() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.toml");
+    mkfifo(&config);
+    let flag = format!("--config={}", config.display());
+    let r = run_broker(&[], &["--check-config", &flag], home.path(), &[]);
+    assert_ne!(r.code, 0, "a FIFO is no config: {r:#?}");
+    assert!(r.stderr.contains("not a regular file"), "the reason is named: {r:#?}");
+    assert!(r.elapsed < Duration::from_secs(5), "refused at once, not waited on: {r:#?}");
+}
+
 // --- 3. Sockets: the broker refuses shared folders, the helper trusts only known owners -------
 
 fn run_broker(args: &[&Path], flags: &[&str], home: &Path, extra_env: &[(&str, &str)]) -> support::Run {
@@ -329,4 +341,52 @@ fn helpers_wait_for_a_healthy_brokers_single_slow_fetch_within_the_deadline() {
     assert!(own.is_empty(), "helpers raced the broker with {} calls of their own", own.len());
     let status: serde_json::Value = serde_json::from_slice(&broker.request("/v1/status").body).unwrap();
     assert_eq!(status["upstream_calls"], 1, "one upstream fetch for {HELPERS} helpers: {status}");
+}
+
+/// A Unix socket listening with the smallest queue and never accepting, its queue filled.
+fn stuck_listener(path: &Path) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let addr = |p: &Path| {
+        // SAFETY: plain data.
+        let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in a.sun_path.iter_mut().zip(p.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        a
+    };
+    let a = addr(path);
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let mut fds = Vec::new();
+    // SAFETY: plain socket calls on descriptors we own (wrapped in OwnedFd at once).
+    unsafe {
+        let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        fds.push(std::os::fd::OwnedFd::from_raw_fd(l));
+        assert_eq!(libc::bind(l, (&a as *const libc::sockaddr_un).cast(), len), 0);
+        assert_eq!(libc::listen(l, 0), 0);
+        for _ in 0..64 {
+            let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            fds.push(std::os::fd::OwnedFd::from_raw_fd(c));
+            if libc::connect(c, (&a as *const libc::sockaddr_un).cast(), len) != 0 {
+                return fds;
+            }
+        }
+    }
+    panic!("the listen queue never filled");
+}
+
+#[test]
+fn a_broker_that_stopped_accepting_costs_the_helper_at_most_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("broker.sock");
+    let _held = stuck_listener(&socket);
+    let fake = FakeAws::start();
+    let mut h = Helper::new();
+    h.aws(&fake.endpoint(), HELPER_KEY, HELPER_SECRET).env("ECR_BROKER_SOCKET", &socket);
+    h.timeout = Duration::from_secs(40);
+    let r = h.get(HOST);
+    assert!(r.elapsed < Duration::from_secs(16), "connect to a full queue took {:?}: {r:#?}", r.elapsed);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(r.stdout.contains("no answer from the ecr-broker"), "{r:#?}");
 }
