@@ -62,6 +62,9 @@ pub struct Config {
     pub max_slots: Option<usize>,
     /// Registry names remembered per slot for status and refresh (default 64).
     pub max_registries_per_slot: Option<usize>,
+    /// `"ADDR:PORT"`: also serve `/metrics` and `/healthz` over TCP (for Prometheus). Never a
+    /// token: every other path answers 404 there. Read at start (a change needs a restart).
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -160,6 +163,10 @@ impl Config {
         }
         if let Some(mode) = &self.socket_mode {
             parse_mode(mode)?;
+        }
+        if let Some(addr) = &self.metrics_listen {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("metrics_listen {addr:?} is not ADDR:PORT (e.g. \"127.0.0.1:9464\" or \"[::]:9464\")"))?;
         }
         for (key, value) in [
             ("header_timeout_secs", self.header_timeout_secs.map(|v| v as usize)),

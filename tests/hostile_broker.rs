@@ -360,3 +360,56 @@ fn the_broker_cannot_be_dumped() {
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     assert!(core.split_whitespace().nth(4) == Some("0"), "core files are not limited to 0: {core}");
 }
+
+// --- metrics_listen: /metrics over TCP, never a token ----------------------------------------
+
+/// One HTTP/1.1 GET over TCP to 127.0.0.1:`port`: (status, body).
+fn tcp_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics_listen");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_listen_serves_metrics_and_healthz_over_tcp_but_never_a_token() {
+    let fake = FakeAws::start();
+    let port = support::free_port();
+    let broker = Broker::start(&fake, &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let (status, _) = broker.token(HOST);
+    assert_eq!(status, 200, "{}", broker.log());
+    let secret = FakeAws::token_password(1);
+
+    let (code, body) = tcp_get(port, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ecr_broker_upstream_calls"), "Prometheus text: {body}");
+    let (code, body) = tcp_get(port, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    for path in [format!("/v1/token?registry={HOST}"), "/v1/status".to_string()] {
+        let (code, body) = tcp_get(port, &path);
+        assert_eq!(code, 404, "{path} is not served over TCP: {body}");
+        assert!(!body.contains(&secret), "no token over TCP");
+    }
+}
+
+#[test]
+fn a_bad_metrics_listen_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "metrics_listen = \"localhost\"\n").unwrap();
+    let out = std::process::Command::new(support::broker::broker_bin())
+        .arg("--check-config")
+        .arg(format!("--config={}", config.display()))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metrics_listen"), "{out:?}");
+}

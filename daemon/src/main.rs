@@ -4,12 +4,14 @@
 //! This file reads the command line and configuration, wires the parts together and runs the
 //! lifecycle: start (state file, prefetch, socket, READY), SIGHUP reloads, SIGTERM drains.
 //! The parts: [`config`] (policy), [`tokens`] (the shared store), [`upstream`] (AWS),
-//! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`state_file`], [`metrics`],
+//! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`metrics_listener`] (TCP
+//! `/metrics`), [`state_file`], [`metrics`],
 //! [`systemd`].
 
 mod admission;
 mod healthcheck;
 mod metrics;
+mod metrics_listener;
 mod ratelog;
 mod refresh;
 mod server;
@@ -179,6 +181,21 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(server::App::new(store.clone(), fd_room));
+    if let Some(addr) = &config.metrics_listen {
+        match metrics_listener::bind(addr).await {
+            Ok(tcp) => {
+                tracing::info!(addr = %addr, "serving /metrics and /healthz over TCP");
+                tokio::spawn(metrics_listener::serve(tcp, app.clone(), shutdown_rx.clone()));
+            }
+            Err(e) => {
+                eprintln!("ecr-broker: {e}");
+                if bound_by_us {
+                    let _ = std::fs::remove_file(&socket_path);
+                }
+                return 1;
+            }
+        }
+    }
     let server = tokio::spawn(server::serve(listener, app, shutdown_rx.clone(), Duration::from_secs(10)));
     tokio::spawn(refresh::run(store.clone(), shutdown_rx.clone()));
     tokio::spawn(persist(store.clone(), state_path.clone(), shutdown_rx.clone()));

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// Request headers, start line included: this API's requests are a few hundred bytes.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Headers per request.
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// The longest any connection lives, however busy (a token request waits for AWS at most
 /// about a minute).
 pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(300);
@@ -189,9 +189,9 @@ pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, mut shutdo
 /// The answer to a connection past its uid's share or the total.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 69\r\nconnection: close\r\n\r\n{\"error\":\"busy\",\"reason\":\"too many open connections from this user\"}\n";
 
-type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+pub(crate) fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -204,7 +204,7 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
     reply(status, "application/json", serde_json::to_vec(value).expect("serializes"))
 }
 
-fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Reply {
+pub(crate) fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Reply {
     json(status, &ErrorResponse { error: kind.to_string(), reason: reason.into() })
 }
 
@@ -330,7 +330,7 @@ fn status(app: &App) -> Reply {
     )
 }
 
-fn metrics(app: &App) -> Reply {
+pub(crate) fn metrics(app: &App) -> Reply {
     let now = now_unix();
     let tokens: Vec<(String, String, String, i64)> = app
         .store

@@ -60,6 +60,9 @@ allow_uids = {{ include "ecr-broker.numbers" . }}
 {{- with .Values.allowGids }}
 allow_gids = {{ include "ecr-broker.numbers" . }}
 {{- end }}
+{{- if .Values.metrics.enabled }}
+metrics_listen = "0.0.0.0:{{ .Values.metrics.port }}"
+{{- end }}
 {{- with .Values.prefetch }}
 prefetch = [{{ range $i, $r := . }}{{ if $i }}, {{ end }}{{ $r | quote }}{{ end }}]
 {{- end }}
@@ -76,18 +79,18 @@ session_name = {{ . | quote }}
 {{- with $r.durationSeconds }}
 duration_seconds = {{ int64 . }}
 {{- end }}
-{{- end }}
-{{- range $i, $r := .Values.rolesPerRegistry }}
-
-[[rules]]
-registry = {{ required "rolesPerRegistry[].registry is required" $r.registry | quote }}
-identity = "role-{{ $i }}"
 {{- with $r.allowUids }}
 allow_uids = {{ include "ecr-broker.numbers" . }}
 {{- end }}
 {{- with $r.allowGids }}
 allow_gids = {{ include "ecr-broker.numbers" . }}
 {{- end }}
+{{- end }}
+{{- range $i, $r := .Values.rolesPerRegistry }}
+
+[[rules]]
+registry = {{ required "rolesPerRegistry[].registry is required" $r.registry | quote }}
+identity = "role-{{ $i }}"
 {{- end }}
 {{- with .Values.extraConfig }}
 
