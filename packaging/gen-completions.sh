@@ -6,9 +6,10 @@
 #   OUT_DIR/zsh/vendor-completions/_NAME
 #   OUT_DIR/fish/vendor_completions.d/NAME.fish
 #   OUT_DIR/man/man1/NAME.1.gz
-# BIN_DIR defaults to target/release, OUT_DIR to target/release/share (where the .deb and .rpm
-# metadata in daemon/Cargo.toml take them from). Run after `cargo build --release --workspace`
-# and before `cargo deb` / `cargo generate-rpm`; tests/packaging.sh does.
+# BIN_DIR defaults to target/release, OUT_DIR to BIN_DIR/share (the .deb and .rpm metadata in
+# helper/Cargo.toml and daemon/Cargo.toml take them from target/release/share, which under
+# --target is target/<triple>/release/share). packaging/dist.sh runs it on the static build,
+# BIN_DIR target/<triple>/release, before `cargo deb` / `cargo generate-rpm` and the tarballs.
 set -eu
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${1:-$REPO/target/release}"

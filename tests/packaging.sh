@@ -20,7 +20,10 @@
 #             ecr-broker .deb (control, conffiles, maintainer scripts and their order, file
 #             list, unpacked with dpkg-deb -x and compared with packaging/, its binary run);
 #             both .rpms (rpm -qp: files, modes, config, requires, scriptlets); both static
-#             tarballs (no program interpreter, run); the OCI image (`podman load`, run with
+#             tarballs (no program interpreter, run); in each package and tarball its
+#             program's completions and man page (bash sources the completion and it
+#             completes a subcommand, zsh/fish files name the program, the man page is valid
+#             gzip and `man -l` renders it); the OCI image (`podman load`, run with
 #             --network none as 65532, the broker started by the image's own command passing
 #             `ecr-broker healthcheck`, and a name only /etc/hosts knows resolved inside the
 #             image by the static helper, which reaches a fake endpoint on the host by it).
@@ -419,6 +422,29 @@ dist_checksums() {
   [ "$(wc -l <"$DIST/SHA256SUMS")" -eq 7 ]
 }
 
+# completions_and_man NAME SHARE ZSH-DIR WORD: NAME's completions and man page as installed
+# under SHARE (/usr/share of a package root, or a tarball's share/): bash sources the
+# completion and it offers WORD (a subcommand or option) for `NAME <TAB>`; the zsh and fish files are those
+# programs' completions for NAME; the man page is valid gzip, NAME's page, and `man -l` renders it.
+completions_and_man() {
+  local n="$1" share="$2" zdir="$3" sub="$4"
+  local bc="$share/bash-completion/completions/$n"
+  [ -s "$bc" ] || { echo "$bc is missing or empty"; return 1; }
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  bash -c 'set -e; source "$1"; complete -p "$2" >/dev/null; f="$(complete -p "$2" | sed -n "s/.*-F \([^ ]*\).*/\1/p")"
+    COMP_WORDS=("$2" ""); COMP_CWORD=1; COMP_LINE="$2 "; COMP_POINT=${#COMP_LINE}; "$f" "$2" "" "$2"
+    printf "%s\n" "${COMPREPLY[@]}"' _ "$bc" "$n" >"$WORK/compreply.$n"
+  grep -qx -- "$sub" "$WORK/compreply.$n" || { echo "bash completion of '$n ' does not offer $sub:"; cat "$WORK/compreply.$n"; return 1; }
+  grep -q "^#compdef $n\b" "$share/$zdir/_$n" || { echo "$share/$zdir/_$n is not a zsh completion for $n"; return 1; }
+  grep -q "^complete -c $n " "$share/fish/vendor_completions.d/$n.fish" || { echo "$n.fish is not a fish completion for $n"; return 1; }
+  local man="$share/man/man1/$n.1.gz"
+  gzip -t "$man"
+  zcat "$man" | grep -q "^\.TH $n 1" || { echo "$man is not $n(1)"; return 1; }
+  MANPAGER=cat MANWIDTH=80 man -l "$man" 2>/dev/null >"$WORK/man.$n"
+  grep -q "^NAME" "$WORK/man.$n" && grep -q "$n" "$WORK/man.$n" || { echo "man -l $man rendered no NAME section"; return 1; }
+  echo "$n: bash offers $sub, zsh, fish, man page ($(wc -l <"$WORK/man.$n") lines rendered) ok"
+}
+
 # "mode owner path[ -> target]" for every file and link of a .deb (directories left out).
 deb_files() {
   dpkg-deb -c "$1" | awk '$1 !~ /^d/ { line = $1 " " $2; for (i = 6; i <= NF; i++) line = line " " $i; print line }' \
@@ -441,6 +467,10 @@ lrwxrwxrwx 0/0 /usr/libexec/ecr-cred/ecr-credential-provider -> ../../bin/docker
 -rw-r--r-- 0/0 /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
 -rw-r--r-- 0/0 /usr/share/doc/docker-credential-ecr/install.md
 -rw-r--r-- 0/0 /usr/share/doc/docker-credential-ecr/copyright
+-rw-r--r-- 0/0 /usr/share/bash-completion/completions/docker-credential-ecr
+-rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_docker-credential-ecr
+-rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
+-rw-r--r-- 0/0 /usr/share/man/man1/docker-credential-ecr.1.gz
 EOF
   diff -u "$WORK/hfiles.want" "$WORK/hfiles.got"
 }
@@ -473,8 +503,10 @@ deb_helper_dpkg_root_install() {
   [ "$rc" -ne 0 ] && grep -q '^ecr-credential-provider: ' "$WORK/prov.err"
   if grep -q 'unknown action\|no action given' "$WORK/prov.out" "$WORK/prov.err"; then echo "ran as the helper"; return 1; fi
   cmp "$r/usr/share/ecr-cred/kubernetes/credential-provider-config.yaml" "$PKG/kubernetes/credential-provider-config.yaml"
+  completions_and_man docker-credential-ecr "$r/usr/share" zsh/vendor-completions get-login-password
   dpkg --root="$r" --force-not-root -r docker-credential-ecr
   [ ! -e "$r/usr/bin/docker-credential-ecr" ] && [ ! -L "$r/usr/libexec/ecr-cred/ecr-credential-provider" ]
+  [ ! -e "$r/usr/share/bash-completion/completions/docker-credential-ecr" ] && [ ! -e "$r/usr/share/man/man1/docker-credential-ecr.1.gz" ]
 }
 
 deb_broker_package() {
@@ -511,6 +543,10 @@ deb_broker_package() {
 -rw-r--r-- 0/0 /usr/lib/systemd/user/ecr-broker.socket
 -rw-r--r-- 0/0 /usr/share/doc/ecr-broker/install.md
 -rw-r--r-- 0/0 /usr/share/doc/ecr-broker/copyright
+-rw-r--r-- 0/0 /usr/share/bash-completion/completions/ecr-broker
+-rw-r--r-- 0/0 /usr/share/zsh/vendor-completions/_ecr-broker
+-rw-r--r-- 0/0 /usr/share/fish/vendor_completions.d/ecr-broker.fish
+-rw-r--r-- 0/0 /usr/share/man/man1/ecr-broker.1.gz
 EOF
   diff -u "$WORK/files.want" "$WORK/files.got"
   # Unpacked: the files are packaging/'s, the binary checks the packaged config.
@@ -523,6 +559,7 @@ EOF
   cmp "$r/usr/lib/sysusers.d/ecr-broker.conf" "$PKG/sysusers.d/ecr-broker.conf"
   "$r/usr/bin/ecr-broker" --check-config --config "$r/etc/ecr-broker/config.toml"
   "$r/usr/bin/ecr-broker" --version | grep -q "$VERSION"
+  completions_and_man ecr-broker "$r/usr/share" zsh/vendor-completions --check-config
 }
 
 # "mode owner:group path" of an rpm's files.
@@ -539,6 +576,10 @@ rpm_packages() {
 -rwxr-xr-x root:root /usr/bin/docker-credential-ecr
 -rw-r--r-- root:root /usr/share/ecr-cred/kubernetes/credential-provider-config.yaml
 -rw-r--r-- root:root /usr/share/doc/docker-credential-ecr/install.md
+-rw-r--r-- root:root /usr/share/bash-completion/completions/docker-credential-ecr
+-rw-r--r-- root:root /usr/share/zsh/site-functions/_docker-credential-ecr
+-rw-r--r-- root:root /usr/share/fish/vendor_completions.d/docker-credential-ecr.fish
+-rw-r--r-- root:root /usr/share/man/man1/docker-credential-ecr.1.gz
 WANT
   diff -u "$WORK/hrpm.want" "$WORK/hrpm.got"
   rpm_files "$b" >"$WORK/rpm.got"
@@ -551,6 +592,10 @@ WANT
 -rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.service
 -rw-r--r-- root:root /usr/lib/systemd/user/ecr-broker.socket
 -rw-r--r-- root:root /usr/share/doc/ecr-broker/install.md
+-rw-r--r-- root:root /usr/share/bash-completion/completions/ecr-broker
+-rw-r--r-- root:root /usr/share/zsh/site-functions/_ecr-broker
+-rw-r--r-- root:root /usr/share/fish/vendor_completions.d/ecr-broker.fish
+-rw-r--r-- root:root /usr/share/man/man1/ecr-broker.1.gz
 WANT
   diff -u "$WORK/rpm.want" "$WORK/rpm.got"
   rpm -qpc "$b" | grep -qx /etc/ecr-broker/config.toml
@@ -585,27 +630,62 @@ tarballs() {
   done
   isolated "$hd/docker-credential-ecr" version | grep -qx "docker-credential-ecr $VERSION"
   "$bd/ecr-broker" --check-config --config "$bd/config.toml"
+  completions_and_man docker-credential-ecr "$hd/share" zsh/site-functions get-login-password
+  completions_and_man ecr-broker "$bd/share" zsh/site-functions --check-config
 }
 
 # The image: `podman load` accepts the archive; it runs with no network; the helper inside
 # resolves a name through /etc/hosts (nsswitch `files`) and reaches a server by it.
 IMAGE_REF=""
+# podman_run ARGS...: `podman run` with the options this host needs to start a container at all,
+# found once by running the image's --version and kept in $WORK/podman.opts: none on an
+# ordinary host; in a sandbox without CAP_SYS_RESOURCE, where crun/runc cannot raise
+# RLIMIT_NOFILE/NPROC to podman's defaults ("setrlimit RLIMIT_NOFILE: Operation not
+# permitted"), explicit limits at or below this shell's hard limits (--ulimit host is not
+# enough: podman still sets them); and where crun also refuses the host's hybrid cgroup
+# layout ("cgroups in hybrid mode not supported"), runc. The image itself is the same.
+podman_run() {
+  local opts=()
+  if [ ! -f "$WORK/podman.opts" ]; then
+    local n p cand found=0
+    n="$(ulimit -Hn)"; p="$(ulimit -Hu)"
+    [ "$n" = unlimited ] || [ "$n" -gt 4096 ] && n=4096
+    [ "$p" = unlimited ] || [ "$p" -gt 4096 ] && p=4096
+    for cand in "" "--ulimit nofile=$n:$n --ulimit nproc=$p:$p" "--runtime runc --ulimit nofile=$n:$n --ulimit nproc=$p:$p"; do
+      # shellcheck disable=SC2086 # an option list
+      if podman run --rm --network none $cand "$IMAGE_REF" --version >"$WORK/podman.probe" 2>&1; then
+        echo "$cand" >"$WORK/podman.opts"; found=1; break
+      fi
+      echo "podman run ${cand:-(no options)}: $(tail -n 1 "$WORK/podman.probe")" >&2
+    done
+    [ "$found" = 1 ] || { echo "podman cannot run a container on this host" >&2; return 1; }
+    echo "podman run options for this host: $(cat "$WORK/podman.opts")" >&2
+  fi
+  read -r -a opts <"$WORK/podman.opts" || true
+  podman run "${opts[@]}" "$@"
+}
+
 image_loads_and_runs() {
   local a; a="$(dist_one 'ecr-broker-*.oci.tar')"
   podman load -i "$a" | tee "$WORK/load.out"
   IMAGE_REF="$(sed -n 's/^Loaded image: //p' "$WORK/load.out" | tail -n 1)"
   [ -n "$IMAGE_REF" ] || { echo "podman load named no image"; return 1; }
   echo "$IMAGE_REF" >"$WORK/image.ref"
-  podman run --rm --network none "$IMAGE_REF" --version | tee "$WORK/img.version"
+  podman_run --rm --network none "$IMAGE_REF" --version | tee "$WORK/img.version"
   grep -q "ecr-broker $VERSION" "$WORK/img.version"
-  podman run --rm --network none --entrypoint /usr/bin/ecr-credential-provider "$IMAGE_REF" --help >/dev/null 2>&1 || true
-  podman run --rm --network none --entrypoint /usr/bin/docker-credential-ecr "$IMAGE_REF" version | grep -qx "docker-credential-ecr $VERSION"
+  # The provider link dispatches by name inside the image too: a provider error on stderr.
+  local rc=0
+  echo '{}' | podman_run -i --rm --network none --entrypoint /usr/bin/ecr-credential-provider "$IMAGE_REF" \
+    >"$WORK/img-prov.out" 2>"$WORK/img-prov.err" || rc=$?
+  echo "provider in the image: exit $rc; stderr: $(cat "$WORK/img-prov.err")"
+  [ "$rc" -ne 0 ] && grep -q '^ecr-credential-provider: ' "$WORK/img-prov.err"
+  podman_run --rm --network none --entrypoint /usr/bin/docker-credential-ecr "$IMAGE_REF" version | grep -qx "docker-credential-ecr $VERSION"
   # The shipped config checks inside; it runs as 65532.
-  podman run --rm --network none "$IMAGE_REF" --check-config --config /etc/ecr-broker/config.toml
+  podman_run --rm --network none "$IMAGE_REF" --check-config --config /etc/ecr-broker/config.toml
   [ "$(podman image inspect --format '{{.Config.User}}' "$IMAGE_REF")" = 65532:65532 ]
   # The broker starts as the image says and its healthcheck (the probes' command) passes.
   local c
-  c="$(podman run -d --network none "$IMAGE_REF")"
+  c="$(podman_run -d --network none "$IMAGE_REF")"
   local ok=1
   for _ in $(seq 50); do
     if podman exec "$c" /usr/bin/ecr-broker healthcheck --socket /run/ecr-broker/broker.sock; then ok=0; break; fi
@@ -639,7 +719,7 @@ EOF
   sleep 0.5
   local rc=0
   printf '127.0.0.1 localhost\n127.0.0.1 fake-aws.test\n' >"$WORK/img-hosts"
-  podman run --rm --network host -v "$WORK/img-hosts:/etc/hosts:ro" --entrypoint /usr/bin/docker-credential-ecr \
+  podman_run --rm --network host -v "$WORK/img-hosts:/etc/hosts:ro" --entrypoint /usr/bin/docker-credential-ecr \
     -e AWS_ENDPOINT_URL="http://fake-aws.test:$port" -e AWS_ACCESS_KEY_ID=AKIDEXAMPLE -e AWS_SECRET_ACCESS_KEY=example \
     -e AWS_REGION=us-east-1 -e ECR_BROKER_SOCKET=none -e AWS_ECR_DISABLE_CACHE=1 -e AWS_EC2_METADATA_DISABLED=true \
     "$IMAGE_REF" get-login-password 123456789012.dkr.ecr.us-east-1.amazonaws.com >"$WORK/img.out" 2>&1 || rc=$?
@@ -658,10 +738,10 @@ else
 fi
 check "SHA256SUMS lists and verifies every artifact" dist_checksums
 check "docker-credential-ecr .deb: control, no scripts, no systemd, file list" deb_helper_package
-check "docker-credential-ecr .deb: dpkg --root install, run, provider link, dpkg -r" deb_helper_dpkg_root_install
-check "ecr-broker .deb: control, conffiles, maintainer scripts in order, files, unpacked run" deb_broker_package
+check "docker-credential-ecr .deb: dpkg --root install, run, provider link, completions, man page, dpkg -r" deb_helper_dpkg_root_install
+check "ecr-broker .deb: control, conffiles, maintainer scripts in order, files, unpacked run, completions, man page" deb_broker_package
 check ".rpm x2: names, versions, file lists, config, requires, scriptlets" rpm_packages
-check "static tarballs: contents, no interpreter, run" tarballs
+check "static tarballs: contents, no interpreter, run, completions and man pages" tarballs
 check "OCI image: podman load, runs offline as 65532, broker healthcheck passes" image_loads_and_runs
 check "OCI image: a name from /etc/hosts resolves inside (static glibc, nsswitch files)" image_resolves_names
 

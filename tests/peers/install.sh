@@ -9,7 +9,8 @@ MOTO_VERSION="5.2.5"
 PKGS=(skopeo podman buildah docker-registry containerd docker.io
       amazon-ecr-credential-helper hyperfine time faketime apache2-utils openssl uidmap
       fuse-overlayfs iproute2 curl jq ca-certificates python3 python3-venv
-      procps nodejs gnome-keyring dbus-daemon dbus-bin libsecret-tools golang-docker-credential-helpers)
+      procps nodejs gnome-keyring dbus-daemon dbus-bin libsecret-tools golang-docker-credential-helpers
+      ruby rpm)
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
@@ -48,6 +49,9 @@ echo "--- peers ---"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 # cargo-mutants for tests/mutants.sh (mutation testing of the core library).
 command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants --version 27.1.0
+# cargo-deb and cargo-generate-rpm for packaging/dist.sh and tests/packaging.sh (the .deb and .rpm).
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb
+command -v cargo-generate-rpm >/dev/null 2>&1 || cargo install --locked cargo-generate-rpm
 
 ver skopeo               skopeo --version
 ver podman               podman --version
@@ -70,5 +74,9 @@ ver docker-credential-secretservice dpkgv golang-docker-credential-helpers
 ver faketime             dpkgv faketime
 ver cargo-fuzz           cargo fuzz --version
 ver cargo-mutants        cargo mutants --version
+ver cargo-deb            cargo deb --version
+ver cargo-generate-rpm   cargo generate-rpm --version
+ver ruby                 ruby --version
+ver rpm                  rpm --version
 ver moto                 "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'
 ver boto3                "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("boto3"))'
