@@ -32,8 +32,10 @@ fn check_regular_and_ours(f: &File) -> Result<std::fs::Metadata, String> {
             "a device"
         } else if kind.is_socket() {
             "a socket"
+        } else if kind.is_dir() {
+            "a folder"
         } else {
-            "not a regular file"
+            "a special file"
         };
         return Err(format!("{what}, not a regular file"));
     }
