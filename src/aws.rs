@@ -237,10 +237,9 @@ fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClien
 }
 
 /// What is worth sharing between SDK configurations of one process: the default-chain
-/// configuration of each region, and one `ProviderConfig` whose parse of `~/.aws/config` and
-/// `~/.aws/credentials` every profile identity reuses (aws-config caches the parse inside it).
-/// Without this, a broker with N profile identities keeps N parses of files listing N
-/// profiles: memory grows with N squared.
+/// configuration of each region, and one `ProviderConfig` (environment, file system, the
+/// shared HTTP client) that every profile's provider is built from. The parse of the AWS
+/// config files is not kept: see [`ProfileOnDemand`].
 #[derive(Default)]
 struct Shared {
     bases: std::collections::HashMap<String, SdkConfig>,
@@ -276,16 +275,41 @@ fn profile_provider_config(region: &str) -> aws_config::provider_config::Provide
     pc.clone().with_region(Some(Region::new(region.to_string())))
 }
 
+/// A profile's credentials, read through aws-config's own profile provider each time the SDK's
+/// credential cache above it asks (when the cached credentials near their expiry), and then
+/// dropped. A provider kept alive keeps its own parse of the AWS config files, and naming a
+/// profile makes aws-config parse them again for that provider: a broker holding 1,000
+/// profile identities over files listing 1,000 profiles held 1,000 parses (885 MiB). Built on
+/// demand, at most the fetches in flight hold one each.
+#[derive(Debug)]
+struct ProfileOnDemand {
+    profile: String,
+    region: String,
+}
+
+impl ProvideCredentials for ProfileOnDemand {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&profile_provider_config(&self.region))
+                .profile_name(&self.profile)
+                .build()
+                .provide_credentials()
+                .await
+        })
+    }
+}
+
 /// Load the SDK configuration for `region` with `identity`'s credentials.
 pub async fn sdk_config(region: &str, identity: &Identity) -> SdkConfig {
     let mut base = base_config(region).await;
     if let Some(p) = &identity.profile {
         // The profile itself is the credential source: a profile name on the default chain
         // would still take AWS_ACCESS_KEY_ID from the environment first.
-        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
-            .configure(&profile_provider_config(region))
-            .profile_name(p)
-            .build();
+        let credentials = ProfileOnDemand { profile: p.clone(), region: region.to_string() };
         base =
             base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build();
     }
