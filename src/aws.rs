@@ -74,6 +74,12 @@ impl FetchError {
             _ => false,
         }
     }
+
+    /// AWS throttled the call (ThrottlingException, TooManyRequestsException,
+    /// RequestLimitExceeded and kin); a kind of transient failure.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, FetchError::Service { code, .. } if is_throttle(code))
+    }
 }
 
 fn is_throttle(code: &str) -> bool {
@@ -557,6 +563,19 @@ mod tests {
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn throttling_codes_are_throttling_and_transient_other_codes_are_not_throttling() {
+        let service = |code: &str| FetchError::Service { service: "ECR", code: code.into(), message: String::new(), hint: "" };
+        for code in ["ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"] {
+            assert!(service(code).is_throttling() && service(code).is_transient(), "{code}");
+        }
+        for e in
+            [service("AccessDeniedException"), service("ServerException"), FetchError::Unreachable { service: "ECR", detail: "x".into() }]
+        {
+            assert!(!e.is_throttling(), "{e}");
+        }
     }
 
     #[test]

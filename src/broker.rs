@@ -5,11 +5,91 @@
 //! helper can ask the broker without starting an async runtime. Which socket to ask, and
 //! whether its owner can be trusted, is decided here too, for the helper and the broker alike.
 
+use crate::token::Token;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// `GET /v1/token?registry=HOST`: a token for the registry HOST ([`token_path`]).
+pub const TOKEN_PATH: &str = "/v1/token";
+/// `GET /v1/status`: [`StatusResponse`].
+pub const STATUS_PATH: &str = "/v1/status";
+/// `GET /healthz`: `ok`, to anyone who can connect.
+pub const HEALTH_PATH: &str = "/healthz";
+/// `GET /metrics`: Prometheus text.
+pub const METRICS_PATH: &str = "/metrics";
+/// The query parameter of [`TOKEN_PATH`] naming the registry.
+pub const REGISTRY_PARAM: &str = "registry";
+
+/// `/v1/token?registry=HOST`, the host encoded.
+pub fn token_path(host: &str) -> String {
+    format!("{TOKEN_PATH}?{REGISTRY_PARAM}={}", encode_query(host))
+}
+
+/// The registry a [`TOKEN_PATH`] query names: the first `registry=` value, decoded. `None`
+/// when absent, or when its escapes are broken or decode to something that is not UTF-8.
+pub fn registry_from_query(query: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|pair| pair.split_once('=').filter(|(k, _)| *k == REGISTRY_PARAM).map(|(_, v)| v))?;
+    // `percent_decode` passes a broken escape through as it is; refuse it instead.
+    let bytes = raw.as_bytes();
+    let escapes_ok = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+    // Form encoding: `+` is a space (an encoded `+` is `%2B`).
+    let decoded: Vec<u8> = percent_encoding::percent_decode(raw.replace('+', " ").as_bytes()).collect();
+    escapes_ok.then(|| String::from_utf8(decoded).ok()).flatten()
+}
+
+/// The `error` of an [`ErrorResponse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The broker's policy refuses this caller (403).
+    Forbidden,
+    /// Not an Amazon ECR registry (404).
+    NotEcr,
+    /// Malformed request (400, 405).
+    BadRequest,
+    /// No token: the upstream fetch failed (502).
+    Upstream,
+    /// No such path (404).
+    NotFound,
+    /// Too many open connections from this uid (503).
+    Busy,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 6] =
+        [ErrorCode::Forbidden, ErrorCode::NotEcr, ErrorCode::BadRequest, ErrorCode::Upstream, ErrorCode::NotFound, ErrorCode::Busy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotEcr => "not_ecr",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Upstream => "upstream",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Busy => "busy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl ErrorResponse {
+    pub fn new(code: ErrorCode, reason: impl Into<String>) -> ErrorResponse {
+        ErrorResponse { error: code.as_str().to_string(), reason: reason.into() }
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.error)
+    }
+}
 
 /// `GET /v1/token?registry=HOST`, 200.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +110,31 @@ impl std::fmt::Debug for TokenResponse {
             .field("identity", &self.identity)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+impl TokenResponse {
+    /// The answer for `registry` with `token`, served through `identity`.
+    pub fn new(registry: &str, identity: &str, token: Token) -> TokenResponse {
+        TokenResponse {
+            registry: registry.to_string(),
+            username: token.username,
+            password: token.password,
+            expires_at: token.expires_at,
+            fetched_at: token.fetched_at,
+            identity: identity.to_string(),
+        }
+    }
+
+    /// The token the answer carries.
+    pub fn token(&self) -> Token {
+        Token {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            proxy_endpoint: None,
+            fetched_at: self.fetched_at,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -285,17 +390,10 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Percent-encode a query value (registry hosts are plain, but be safe).
+/// Encode a query value (`application/x-www-form-urlencoded`; registry hosts are plain, but
+/// be safe). [`registry_from_query`] decodes it.
 pub fn encode_query(value: &str) -> String {
-    let mut s = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[cfg(test)]
@@ -321,6 +419,39 @@ mod tests {
     #[test]
     fn query_values_are_encoded() {
         assert_eq!(encode_query("a.b-c"), "a.b-c");
-        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+        assert_eq!(encode_query("a b&c=%"), "a+b%26c%3D%25");
+    }
+
+    #[test]
+    fn a_registry_survives_the_token_path_round_trip() {
+        for host in ["123456789012.dkr.ecr.us-east-1.amazonaws.com", "https://a.b/v2/", "a b&registry=c", "ü%+", ""] {
+            let path = token_path(host);
+            let query = path.strip_prefix("/v1/token?").expect(&path);
+            assert_eq!(registry_from_query(query).as_deref(), Some(host), "{path}");
+        }
+    }
+
+    #[test]
+    fn the_registry_is_found_in_a_query_and_broken_escapes_are_refused() {
+        assert_eq!(registry_from_query("registry=a.b&x=1").as_deref(), Some("a.b"));
+        assert_eq!(registry_from_query("x=1&registry=https%3A%2F%2Fa.b").as_deref(), Some("https://a.b"));
+        assert_eq!(registry_from_query("registry=a&registry=b").as_deref(), Some("a"), "the first one");
+        assert_eq!(registry_from_query("x=1"), None);
+        assert_eq!(registry_from_query("registry=%zz"), None);
+        assert_eq!(registry_from_query("registry=%4"), None);
+        assert_eq!(registry_from_query("registry=%ff"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn error_codes_and_tokens_convert_both_ways() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            assert_eq!(ErrorResponse::new(code, "why").code(), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
+        let t = Token { username: "AWS".into(), password: "pw".into(), proxy_endpoint: None, fetched_at: 10, expires_at: 20 };
+        let r = TokenResponse::new("h", "default", t.clone());
+        assert_eq!((r.registry.as_str(), r.identity.as_str()), ("h", "default"));
+        assert_eq!(r.token(), t);
     }
 }

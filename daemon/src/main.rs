@@ -1,31 +1,15 @@
 //! `ecr-broker`: one daemon per host (or per user) that holds Amazon ECR tokens for every
 //! client, refreshes them before they expire and makes one upstream call however many ask.
 //!
-//! This file reads the command line and configuration, wires the parts together and runs the
-//! lifecycle: start (state file, prefetch, socket, READY), SIGHUP reloads, SIGTERM drains.
-//! The parts: [`config`] (policy), [`tokens`] (the shared store), [`upstream`] (AWS),
-//! [`refresh`] (background refresh), [`server`] (socket and HTTP), [`metrics_listener`] (TCP
-//! `/metrics`), [`state_file`], [`metrics`],
-//! [`systemd`].
-
-mod admission;
-mod healthcheck;
-mod metrics;
-mod metrics_listener;
-mod ratelog;
-mod refresh;
-mod server;
-mod state_file;
-mod systemd;
-mod tokens;
-mod upstream;
+//! This file only reads the command line and configuration, resolves the default paths,
+//! takes the socket (passed by systemd, else bound here, before the runtime starts threads)
+//! and turns signals into [`ecr_broker::run`]'s reload (SIGHUP) and shutdown (SIGTERM,
+//! SIGINT). Everything else is the library (daemon/src/lib.rs).
 
 use clap::Parser;
+use ecr_broker::{healthcheck, listener, systemd, RunOptions};
 use ecr_cred::config::{self, Config};
-use ecr_cred::registry::RegistryHost;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "ecr-broker", version, about = "Holds and refreshes Amazon ECR tokens for every client on this host, over a Unix socket")]
@@ -136,12 +120,6 @@ fn main() {
         println!("{}: ok ({} identities, {} rules)", config_path.display(), config.identity_names().len(), config.rules.len());
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let code = runtime.block_on(run(cli, d, config_path, config));
-    std::process::exit(code);
-}
-
-async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32 {
     let socket_path = cli.socket.clone().or(config.socket.clone()).unwrap_or(d.socket);
     let state_path = cli.state.clone().or(config.state_file.clone()).unwrap_or(d.state);
     let socket_mode = config.socket_mode.as_deref().map(|m| config::parse_mode(m).expect("checked on load")).unwrap_or(d.socket_mode);
@@ -149,81 +127,61 @@ async fn run(cli: Cli, d: Defaults, config_path: PathBuf, config: Config) -> i32
         Ok(g) => g,
         Err(e) => {
             eprintln!("ecr-broker: {e}");
-            return 2;
+            std::process::exit(2);
         }
     };
-
     if let Err(e) = check_paths(&socket_path, &state_path, socket_mode) {
         eprintln!("ecr-broker: {e}");
-        return 1;
+        std::process::exit(1);
     }
-
     let fd_room = raise_fd_limit();
-    let config = Arc::new(config);
-    let metrics = Arc::new(metrics::Metrics::default());
-    let store = Arc::new(tokens::TokenStore::new(upstream::Upstream::new(config.clone()), metrics));
-    let restored = state_file::load(&state_path, &store, &config);
-    tracing::info!(state = %state_path.display(), restored, "state loaded");
-    prefetch(&store, &config);
-
-    let (std_listener, bound_by_us) = match systemd::activated_listener() {
+    // SAFETY: one thread so far (the runtime is built below), so changing the environment is sound.
+    let (std_listener, bound_by_us) = match unsafe { systemd::activated_listener() } {
         Some(l) => (l, false),
-        None => match server::bind(&socket_path, socket_mode, socket_group) {
+        None => match listener::bind(&socket_path, socket_mode, socket_group) {
             Ok(l) => (l, true),
             Err(e) => {
                 eprintln!("ecr-broker: {e}");
-                return 1;
+                std::process::exit(1);
             }
         },
     };
-    std_listener.set_nonblocking(true).expect("nonblocking socket");
-    let listener = tokio::net::UnixListener::from_std(std_listener).expect("socket into tokio");
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let app = Arc::new(server::App::new(store.clone(), fd_room));
-    if let Some(addr) = &config.metrics_listen {
-        match metrics_listener::bind(addr).await {
-            Ok(tcp) => {
-                tracing::info!(addr = %addr, "serving /metrics and /healthz over TCP");
-                tokio::spawn(metrics_listener::serve(tcp, app.clone(), shutdown_rx.clone()));
-            }
-            Err(e) => {
-                eprintln!("ecr-broker: {e}");
-                if bound_by_us {
-                    let _ = std::fs::remove_file(&socket_path);
-                }
-                return 1;
-            }
+    let remove_socket = || {
+        if bound_by_us {
+            let _ = std::fs::remove_file(&socket_path);
         }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let options = RunOptions { fd_room, ..RunOptions::new(config_path, state_path) };
+    let result = runtime.block_on(async {
+        std_listener.set_nonblocking(true).expect("nonblocking socket");
+        let listener = tokio::net::UnixListener::from_std(std_listener).expect("socket into tokio");
+        tracing::info!(socket = %socket_path.display(), mode = format!("{socket_mode:o}"), bound_by_us, "listening");
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // One pending reload is enough: it reads the file as it is then.
+                let _ = reload_tx.try_send(());
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        ecr_broker::run(listener, config, RunOptions { reload: Some(reload_rx), ..options }, shutdown).await
+    });
+    remove_socket();
+    if let Err(e) = result {
+        eprintln!("ecr-broker: {e}");
+        std::process::exit(1);
     }
-    let server = tokio::spawn(server::serve(listener, app, shutdown_rx.clone(), Duration::from_secs(10)));
-    tokio::spawn(refresh::run(store.clone(), shutdown_rx.clone()));
-    tokio::spawn(persist(store.clone(), state_path.clone(), shutdown_rx.clone()));
-    tracing::info!(socket = %socket_path.display(), mode = format!("{socket_mode:o}"), "ecr-broker ready");
-    systemd::notify("READY=1");
-
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    loop {
-        tokio::select! {
-            _ = hup.recv() => reload(&store, &config_path),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    tracing::info!("stopping: finishing requests in flight");
-    systemd::notify("STOPPING=1");
-    let _ = shutdown_tx.send(true);
-    let _ = server.await;
-    if let Err(e) = state_file::save(&state_path, &store, &store.upstream.config()) {
-        tracing::warn!("could not save state to {}: {e}", state_path.display());
-    }
-    if bound_by_us {
-        let _ = std::fs::remove_file(&socket_path);
-    }
-    0
+    std::process::exit(0);
 }
 
 /// Refuse a socket or state file in a folder another user can write to (they could swap the
@@ -240,66 +198,6 @@ fn check_paths(socket: &std::path::Path, state: &std::path::Path, socket_mode: u
         safe_fs::private_dir_with_mode(dir, mode).map_err(|why| format!("socket folder {}: {why}", dir.display()))?;
     }
     Ok(())
-}
-
-/// Mark the configured registries' slots as prefetched and fetch them now.
-fn prefetch(store: &Arc<tokens::TokenStore>, config: &Config) {
-    for host in &config.prefetch {
-        let Some(registry) = RegistryHost::parse(host) else { continue };
-        let identity = config.identity_for(&registry);
-        let slot = match store.slot(&tokens::SlotKey::for_registry(&identity, &registry)) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(registry = %registry, "not prefetched: {}", e.0);
-                continue;
-            }
-        };
-        {
-            let mut st = slot.state.lock().unwrap();
-            st.prefetch = true;
-            store.remember_registry(&mut st, &registry.host);
-        }
-        let store = store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.get(&identity, &registry).await {
-                tracing::warn!(registry = %registry, "prefetch failed: {}", e.0);
-            }
-        });
-    }
-}
-
-/// SIGHUP: read the configuration again; keep every token whose identity is unchanged. A
-/// file that is missing, unreadable or wrong keeps the running configuration.
-fn reload(store: &Arc<tokens::TokenStore>, path: &std::path::Path) {
-    let new = match Config::load(path, true) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!("reload refused, keeping the running configuration: {e}");
-            return;
-        }
-    };
-    let old = store.upstream.config();
-    store.retain_identities(|name| old.identity(name).is_some() && old.identity(name) == new.identity(name));
-    store.upstream.set_config(new.clone());
-    store.clear_backoffs();
-    prefetch(store, &new);
-    tracing::info!(config = %path.display(), "configuration reloaded");
-}
-
-/// Write the state file whenever a new token arrives (at most every 200 ms).
-async fn persist(store: Arc<tokens::TokenStore>, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = store.persist.notified() => {}
-            _ = shutdown.changed() => return,
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let (store2, path2) = (store.clone(), path.clone());
-        let saved = tokio::task::spawn_blocking(move || state_file::save(&path2, &store2, &store2.upstream.config())).await;
-        if let Ok(Err(e)) = saved {
-            tracing::warn!("could not save state to {}: {e}", path.display());
-        }
-    }
 }
 
 /// No core dumps and no ptrace by other processes of our uid: our memory holds tokens.

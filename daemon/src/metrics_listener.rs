@@ -3,9 +3,12 @@
 //! every other path answers 404. Bounded like the socket: a header timeout, small headers, one
 //! answer per connection, and at most [`MAX_CONNECTIONS`] open at once (more are closed at once).
 
-use crate::server::{self, App};
+use crate::listener::{self, App};
+use crate::routes;
+use ecr_cred::broker::{self as wire, ErrorCode};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +21,8 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
 }
 
 /// Serve until `shutdown` turns true.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
@@ -34,13 +38,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, mut shutdow
                     let app = app2.clone();
                     async move { Ok::<_, std::convert::Infallible>(route(&app, &req)) }
                 });
-                let timeout = app.store.upstream.config().header_timeout();
+                let timeout = app.broker.config().header_timeout();
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(timeout)
-                    .max_buf_size(server::MAX_HEADER_BYTES)
-                    .max_header_size(server::MAX_HEADER_BYTES)
-                    .max_headers(server::MAX_HEADERS)
+                    .max_buf_size(listener::MAX_HEADER_BYTES)
+                    .max_header_size(listener::MAX_HEADER_BYTES)
+                    .max_headers(listener::MAX_HEADERS)
                     .keep_alive(false)
                     .serve_connection(TokioIo::new(stream), service);
                 tokio::spawn(async move {
@@ -48,18 +52,18 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, mut shutdow
                     drop(permit);
                 });
             }
-            _ = shutdown.changed() => break,
+            _ = &mut shutdown => break,
         }
     }
 }
 
-fn route(app: &App, req: &Request<hyper::body::Incoming>) -> server::Reply {
+fn route(app: &App, req: &Request<hyper::body::Incoming>) -> routes::Reply {
     if req.method() != Method::GET {
-        return server::error(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "only GET is served");
+        return routes::error(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "only GET is served");
     }
     match req.uri().path() {
-        "/metrics" => server::metrics(app),
-        "/healthz" => server::reply(StatusCode::OK, "text/plain", "ok\n"),
-        _ => server::error(StatusCode::NOT_FOUND, "not_found", "only /metrics and /healthz are served over TCP"),
+        wire::METRICS_PATH => routes::metrics(app),
+        wire::HEALTH_PATH => routes::health(),
+        _ => routes::error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "only /metrics and /healthz are served over TCP"),
     }
 }

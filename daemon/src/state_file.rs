@@ -4,13 +4,13 @@
 //! The file is opened without following links or blocking (a FIFO there is refused, not
 //! waited on), and its folder must be ours and closed to other writers ([`safe_fs`]).
 
-use crate::tokens::{SlotKey, TokenStore};
+use crate::store::{SlotKey, TokenStore};
 use ecr_cred::aws::endpoint_override;
 use ecr_cred::config::Config;
 use ecr_cred::identity::hex;
 use ecr_cred::registry::EndpointVariant;
 use ecr_cred::safe_fs::{self, read_private, write_private};
-use ecr_cred::token::{now_unix, Token};
+use ecr_cred::token::Token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -44,23 +44,21 @@ fn identity_digest(config: &Config, name: &str) -> Option<String> {
 
 /// Write every valid token to `path`.
 pub fn save(path: &Path, store: &TokenStore, config: &Config) -> std::io::Result<usize> {
-    let now = now_unix();
+    let now = store.clock().now_secs();
     let mut entries = Vec::new();
-    for slot in store.slots() {
-        let st = slot.state.lock().unwrap();
-        let (Some(token), Some(digest)) = (st.token.as_ref().filter(|t| t.is_valid(now)), identity_digest(config, &slot.key.identity))
-        else {
+    for slot in store.snapshots() {
+        let (Some(token), Some(digest)) = (slot.token.filter(|t| t.is_valid(now)), identity_digest(config, &slot.key.identity)) else {
             continue;
         };
         entries.push(Entry {
-            identity: slot.key.identity.clone(),
             identity_digest: digest,
-            region: slot.key.region.clone(),
+            region: slot.key.region,
             variant: slot.key.variant.as_str().to_string(),
             endpoint: endpoint_override(slot.key.variant),
-            principal: st.principal.clone(),
-            registries: st.registries.clone(),
-            token: token.clone(),
+            identity: slot.key.identity,
+            principal: slot.principal,
+            registries: slot.registries,
+            token,
         });
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -93,7 +91,7 @@ pub fn load(path: &Path, store: &TokenStore, config: &Config) -> usize {
         tracing::warn!(file = %path.display(), "ignoring state file of version {}", state.version);
         return 0;
     }
-    let now = now_unix();
+    let now = store.clock().now_secs();
     let mut loaded = 0;
     for e in state.entries {
         let Some(variant) = EndpointVariant::from_str_opt(&e.variant) else { continue };

@@ -1,47 +1,60 @@
-//! systemd integration: sockets passed by socket activation (`LISTEN_FDS`) and readiness
-//! notifications (`sd_notify`). Both are no-ops when not started by systemd.
+//! systemd integration through the `sd-notify` crate: the socket passed by socket activation
+//! (`LISTEN_FDS`) and readiness notifications. Both are no-ops when not started by systemd.
 
 use std::os::fd::FromRawFd;
 
-/// The listening socket systemd passed us, if it did (the first of `LISTEN_FDS`, fd 3).
-pub fn activated_listener() -> Option<std::os::unix::net::UnixListener> {
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    if pid != std::process::id() || fds < 1 {
-        return None;
-    }
-    // Not for our children.
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
+/// The listening socket systemd passed us, if it did (the first of `LISTEN_FDS`, fd 3), made
+/// close-on-exec (so it never leaks into a `credential_process` the SDK starts), with
+/// `LISTEN_*` removed from the environment.
+///
+/// # Safety
+/// Changes the environment: call it while the process has one thread, before the async
+/// runtime starts.
+pub unsafe fn activated_listener() -> Option<std::os::unix::net::UnixListener> {
+    // SAFETY: the caller guarantees no other thread reads or writes the environment.
+    let fds = unsafe { sd_notify::listen_fds_and_unset_env() };
+    unsafe { std::env::remove_var("LISTEN_FDNAMES") };
+    let fd = match fds {
+        Ok(mut fds) => fds.next()?,
+        Err(e) => {
+            tracing::warn!("ignoring the sockets passed by systemd: {e}");
+            return None;
+        }
+    };
     // SAFETY: systemd hands fd 3 to us as a listening socket; we take ownership once.
-    Some(unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) })
+    Some(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) })
 }
 
-/// Send `state` (e.g. "READY=1") to `$NOTIFY_SOCKET`, if set.
-pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
+/// Tell systemd (`$NOTIFY_SOCKET`, if set) that the broker is ready.
+pub fn ready() {
+    send(&[sd_notify::NotifyState::Ready]);
+}
+
+/// Tell systemd the broker is stopping.
+pub fn stopping() {
+    send(&[sd_notify::NotifyState::Stopping]);
+}
+
+fn send(state: &[sd_notify::NotifyState]) {
+    let result = match std::env::var_os("NOTIFY_SOCKET") {
+        Some(path) if path.as_encoded_bytes().starts_with(b"@") => send_abstract(&path, state),
+        _ => sd_notify::notify(state),
     };
-    let result = send(&sock, &path, state);
     if let Err(e) = result {
         tracing::debug!("sd_notify failed: {e}");
     }
 }
 
-/// `@name` is an abstract socket (Linux only); anything else a path.
+/// `@name`: an abstract socket (Linux only), which `sd-notify` does not reach.
 #[cfg(target_os = "linux")]
-fn send(sock: &std::os::unix::net::UnixDatagram, path: &std::ffi::OsStr, state: &str) -> std::io::Result<usize> {
+fn send_abstract(path: &std::ffi::OsStr, state: &[sd_notify::NotifyState]) -> std::io::Result<()> {
     use std::os::linux::net::SocketAddrExt;
-    match path.as_encoded_bytes().strip_prefix(b"@") {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a)),
-        None => sock.send_to(state.as_bytes(), std::path::Path::new(path)),
-    }
+    let text: String = state.iter().map(|s| format!("{s}\n")).collect();
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&path.as_encoded_bytes()[1..])?;
+    std::os::unix::net::UnixDatagram::unbound()?.send_to_addr(text.as_bytes(), &addr).map(|_| ())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send(sock: &std::os::unix::net::UnixDatagram, path: &std::ffi::OsStr, state: &str) -> std::io::Result<usize> {
-    sock.send_to(state.as_bytes(), std::path::Path::new(path))
+fn send_abstract(_: &std::ffi::OsStr, _: &[sd_notify::NotifyState]) -> std::io::Result<()> {
+    Err(std::io::Error::other("abstract sockets are Linux only"))
 }
