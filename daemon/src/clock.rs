@@ -24,6 +24,17 @@ impl Clock {
         }
     }
 
+    /// The longest the refresher sleeps between looks: a minute on the wall clock, so a jump
+    /// of the system clock is noticed within a minute; an hour in virtual time, which never
+    /// jumps (10,000 simulated brokers waking every simulated minute would be most of a fleet
+    /// simulation's work).
+    pub fn longest_sleep(&self) -> std::time::Duration {
+        match self {
+            Clock::System => std::time::Duration::from_secs(60),
+            Clock::Virtual { .. } => std::time::Duration::from_secs(3600),
+        }
+    }
+
     /// Whole Unix seconds now (what token lifetimes are counted in).
     pub fn now_secs(&self) -> i64 {
         self.now().floor() as i64

@@ -2,25 +2,105 @@
 //! `u` in [0, 1)): when a held token is refreshed, how long a slot backs off after a failure,
 //! when a slot counts as in use, and when the refresher must next look at a slot. The rule
 //! for whether a token may be handed out at all is [`ecr_cred::token::Token::is_valid`].
-//! Every number is a named constant here.
+//! Every number is a field of [`Policy::CURRENT`].
 
 use ecr_cred::aws::FetchError;
 use ecr_cred::token::Token;
 
-/// First retry delay after a transient failure (5xx, timeouts, unreachable), and the cap.
-pub const TRANSIENT_BACKOFF_FIRST_SECS: f64 = 1.0;
-pub const TRANSIENT_BACKOFF_MAX_SECS: f64 = 60.0;
-/// The same after throttling (today like transient failures).
-pub const THROTTLED_BACKOFF_FIRST_SECS: f64 = 1.0;
-pub const THROTTLED_BACKOFF_MAX_SECS: f64 = 60.0;
-/// The same after a permanent failure (credentials, permissions, configuration).
-pub const PERMANENT_BACKOFF_FIRST_SECS: f64 = 60.0;
-pub const PERMANENT_BACKOFF_MAX_SECS: f64 = 900.0;
-/// A back-off is shortened by up to this share at random, so slots failing together do not
-/// retry together.
-pub const BACKOFF_JITTER: f64 = 0.5;
-/// The refresh point is spread over this share of the token's last quarter (from its start).
-pub const REFRESH_SPREAD: f64 = 0.4;
+/// The numbers of the refresh policy. [`Policy::CURRENT`] is what the broker uses; the fleet
+/// simulation (`bench/fleet.sh`, report in docs/fleet.md) chose them, and compares them with
+/// [`Policy::BEFORE_FLEET_SIMULATION`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// The refresh point is spread over this share of the token's last quarter, from its start.
+    pub refresh_spread: f64,
+    /// Back-off after a transient failure (5xx, timeouts, unreachable) with no valid token:
+    /// first delay and cap, doubling in between, shortened by up to [`Policy::jitter`].
+    pub transient: (f64, f64),
+    /// Back-off after throttling with no valid token: first window and cap, doubling.
+    pub throttled: (f64, f64),
+    /// Throttled retries wait a uniform point of the whole window ("full jitter"), so a fleet
+    /// throttled together spreads its retries over the window instead of its last half.
+    pub throttled_full_jitter: bool,
+    /// Back-off after a permanent failure (credentials, permissions, configuration).
+    pub permanent: (f64, f64),
+    /// A back-off is shortened by up to this share at random, so slots failing together do
+    /// not retry together.
+    pub jitter: f64,
+    /// While a valid token is held, a transient or throttled failure backs off from this
+    /// first delay, doubling, up to the token's remaining validity divided by
+    /// [`Policy::held_retries`] (never below the first delay): few calls during a long outage,
+    /// and still several chances before the token expires. `None`: by kind, as without a token.
+    pub held_first: Option<f64>,
+    pub held_retries: f64,
+}
+
+impl Policy {
+    /// The broker's policy. Against the fleet simulation's goals (docs/fleet.md):
+    /// - refresh points end at 82% of a token's life (for 12 h tokens: 9 h to 9 h 50 min), so
+    ///   more than 2 h 9 min of validity is left when a refresh starts: a 2-hour outage never
+    ///   lets a token in use expire;
+    /// - throttled slots without a token retry at a uniform point of a 30 s window, doubling
+    ///   to 480 s: 10,000 nodes booting together spread their retries as they learn how many
+    ///   they are, instead of all retrying within a minute, and all hold a token within the
+    ///   900 s goal, while a small fleet is not made to wait minutes;
+    /// - slots holding a token retry from 30 s up to a sixth of the validity left: a 2-hour
+    ///   outage costs each refreshing node a few calls, not one a minute.
+    pub const CURRENT: Policy = Policy {
+        refresh_spread: 0.28,
+        transient: (1.0, 60.0),
+        throttled: (30.0, 480.0),
+        throttled_full_jitter: true,
+        permanent: (60.0, 900.0),
+        jitter: 0.5,
+        held_first: Some(30.0),
+        held_retries: 6.0,
+    };
+
+    /// The policy before the fleet simulation, kept only to compare with (`--policy before`
+    /// in daemon/examples/fleet.rs): refresh over 75-85% of the life, every non-permanent
+    /// failure 1 s doubling to 60 s.
+    pub const BEFORE_FLEET_SIMULATION: Policy = Policy {
+        refresh_spread: 0.4,
+        transient: (1.0, 60.0),
+        throttled: (1.0, 60.0),
+        throttled_full_jitter: false,
+        permanent: (60.0, 900.0),
+        jitter: 0.5,
+        held_first: None,
+        held_retries: 6.0,
+    };
+
+    /// When the refresher replaces `token`: a point in its last quarter (from
+    /// [`Token::refresh_at`]), spread over the first [`Policy::refresh_spread`] of it by `u`.
+    pub fn refresh_at(&self, token: &Token, u: f64) -> i64 {
+        let quarter = (token.expires_at - token.refresh_at()).max(0) as f64;
+        token.refresh_at() + (quarter * self.refresh_spread * u) as i64
+    }
+
+    /// Seconds to wait after the `failures`-th failure in a row of `kind`; `valid_for_secs`
+    /// is how long the token still held stays valid (`None` without one), `u` in [0, 1).
+    pub fn backoff_secs(&self, failures: u32, kind: ErrorKind, valid_for_secs: Option<f64>, u: f64) -> f64 {
+        let doubling = |first: f64, max: f64| (first * 2f64.powi(failures.clamp(1, 16) as i32 - 1)).min(max);
+        if let (Some(first), Some(valid_for), false) = (self.held_first, valid_for_secs, kind == ErrorKind::Permanent) {
+            let cap = (valid_for / self.held_retries).max(first);
+            return doubling(first, cap) * (1.0 - self.jitter * u);
+        }
+        let ((first, max), full) = match kind {
+            ErrorKind::Transient => (self.transient, false),
+            ErrorKind::Throttled => (self.throttled, self.throttled_full_jitter),
+            ErrorKind::Permanent => (self.permanent, false),
+        };
+        let delay = doubling(first, max);
+        if full {
+            // A uniform point of the window, at least a second.
+            (delay * (1.0 - u)).max(1.0)
+        } else {
+            delay * (1.0 - self.jitter * u)
+        }
+    }
+}
+
 /// A slot counts as in use (kept refreshed) this long after its last request.
 pub const IN_USE_SECS: f64 = 12.0 * 3600.0;
 
@@ -53,28 +133,6 @@ impl ErrorKind {
             ErrorKind::Permanent => "permanent",
         }
     }
-}
-
-/// When the refresher replaces `token`: a point in its last quarter (from
-/// [`Token::refresh_at`]), spread over the first [`REFRESH_SPREAD`] of it by `u`.
-pub fn refresh_at(token: &Token, u: f64) -> i64 {
-    let quarter = (token.expires_at - token.refresh_at()).max(0) as f64;
-    token.refresh_at() + (quarter * REFRESH_SPREAD * u) as i64
-}
-
-/// Seconds to wait after the `failures`-th failure in a row of `kind`: doubling from the
-/// kind's first delay to its cap, shortened by up to [`BACKOFF_JITTER`] by `u`.
-/// `valid_for_secs` (how long the token still held stays valid; `None` without one) is not
-/// used yet.
-pub fn backoff_secs(failures: u32, kind: ErrorKind, valid_for_secs: Option<f64>, u: f64) -> f64 {
-    let _ = valid_for_secs;
-    let (first, max) = match kind {
-        ErrorKind::Transient => (TRANSIENT_BACKOFF_FIRST_SECS, TRANSIENT_BACKOFF_MAX_SECS),
-        ErrorKind::Throttled => (THROTTLED_BACKOFF_FIRST_SECS, THROTTLED_BACKOFF_MAX_SECS),
-        ErrorKind::Permanent => (PERMANENT_BACKOFF_FIRST_SECS, PERMANENT_BACKOFF_MAX_SECS),
-    };
-    let delay = (first * 2f64.powi(failures.clamp(1, 16) as i32 - 1)).min(max);
-    delay * (1.0 - BACKOFF_JITTER * u)
 }
 
 /// Is a slot last asked for at `last_used` still in use at `now`? (`last_used` 0: never.)
@@ -121,33 +179,64 @@ mod tests {
         Token { username: "AWS".into(), password: "p".into(), proxy_endpoint: None, fetched_at: 0, expires_at: life }
     }
 
+    const NOW: Policy = Policy::CURRENT;
+    const BEFORE: Policy = Policy::BEFORE_FLEET_SIMULATION;
+
     #[test]
-    fn the_refresh_point_spans_the_first_40_percent_of_the_last_quarter() {
+    fn a_12_hour_token_is_refreshed_between_9_h_and_9_h_50_min_leaving_over_2_hours() {
         let t = token(43_200);
-        assert_eq!(refresh_at(&t, 0.0), 32_400);
-        assert_eq!(refresh_at(&t, 0.5), 32_400 + 2_160);
-        assert_eq!(refresh_at(&t, 0.999_999), 32_400 + 4_319);
+        assert_eq!(NOW.refresh_at(&t, 0.0), 32_400);
+        assert_eq!(NOW.refresh_at(&t, 0.5), 32_400 + 1_512);
+        assert_eq!(NOW.refresh_at(&t, 0.999_999), 32_400 + 3_023);
+        assert!(t.expires_at - NOW.refresh_at(&t, 0.999_999) > 2 * 3600 + 9 * 60, "a 2-hour outage fits after the last refresh point");
+        assert_eq!(BEFORE.refresh_at(&t, 0.999_999), 32_400 + 4_319, "before: the first 40% of the last quarter");
     }
 
     #[test]
-    fn transient_and_throttled_back_off_from_1_s_doubling_to_a_minute() {
+    fn transient_failures_without_a_token_back_off_from_1_s_doubling_to_a_minute() {
+        let kind = ErrorKind::Transient;
+        assert_eq!(NOW.backoff_secs(1, kind, None, 0.0), 1.0);
+        assert_eq!(NOW.backoff_secs(2, kind, None, 0.0), 2.0);
+        assert_eq!(NOW.backoff_secs(7, kind, None, 0.0), 60.0);
+        assert_eq!(NOW.backoff_secs(40, kind, None, 0.0), 60.0);
+        assert_eq!(NOW.backoff_secs(1, kind, None, 1.0), 0.5, "jitter shortens by up to half");
+        assert_eq!(NOW.backoff_secs(0, kind, None, 0.0), 1.0, "failure 0 counts as the first");
+    }
+
+    #[test]
+    fn throttling_without_a_token_waits_a_uniform_point_of_a_window_from_30_s_to_8_minutes() {
+        let kind = ErrorKind::Throttled;
+        assert_eq!(NOW.backoff_secs(1, kind, None, 0.0), 30.0);
+        assert_eq!(NOW.backoff_secs(1, kind, None, 0.5), 15.0, "full jitter: anywhere in the window");
+        assert_eq!(NOW.backoff_secs(1, kind, None, 0.999_999), 1.0, "at least a second");
+        assert_eq!(NOW.backoff_secs(2, kind, None, 0.0), 60.0);
+        assert_eq!(NOW.backoff_secs(5, kind, None, 0.0), 480.0);
+        assert_eq!(NOW.backoff_secs(40, kind, None, 0.25), 360.0);
+        assert_eq!(BEFORE.backoff_secs(1, kind, None, 0.0), 1.0, "before: like transient failures");
+        assert_eq!(BEFORE.backoff_secs(40, kind, None, 1.0), 30.0);
+    }
+
+    #[test]
+    fn holding_a_token_retries_from_30_s_up_to_a_sixth_of_its_remaining_validity() {
+        let two_hours = Some(7_200.0);
         for kind in [ErrorKind::Transient, ErrorKind::Throttled] {
-            assert_eq!(backoff_secs(1, kind, None, 0.0), 1.0);
-            assert_eq!(backoff_secs(2, kind, None, 0.0), 2.0);
-            assert_eq!(backoff_secs(6, kind, Some(100.0), 0.0), 32.0);
-            assert_eq!(backoff_secs(7, kind, None, 0.0), 60.0);
-            assert_eq!(backoff_secs(40, kind, None, 0.0), 60.0);
-            assert_eq!(backoff_secs(1, kind, None, 1.0), 0.5, "jitter shortens by up to half");
-            assert_eq!(backoff_secs(0, kind, None, 0.0), 1.0, "failure 0 counts as the first");
+            assert_eq!(NOW.backoff_secs(1, kind, two_hours, 0.0), 30.0);
+            assert_eq!(NOW.backoff_secs(3, kind, two_hours, 0.0), 120.0);
+            assert_eq!(NOW.backoff_secs(6, kind, two_hours, 0.0), 960.0);
+            assert_eq!(NOW.backoff_secs(7, kind, two_hours, 0.0), 1_200.0, "a sixth of 2 hours");
+            assert_eq!(NOW.backoff_secs(7, kind, two_hours, 1.0), 600.0);
+            assert_eq!(NOW.backoff_secs(9, kind, Some(60.0), 0.0), 30.0, "never below the first delay");
+            assert_eq!(BEFORE.backoff_secs(7, kind, two_hours, 0.0), 60.0, "before: the kind's own back-off");
         }
+        assert_eq!(NOW.backoff_secs(1, ErrorKind::Permanent, two_hours, 0.0), 60.0, "permanent failures keep their own");
     }
 
     #[test]
     fn permanent_failures_back_off_from_a_minute_to_15_minutes() {
-        assert_eq!(backoff_secs(1, ErrorKind::Permanent, None, 0.0), 60.0);
-        assert_eq!(backoff_secs(4, ErrorKind::Permanent, None, 0.0), 480.0);
-        assert_eq!(backoff_secs(5, ErrorKind::Permanent, None, 0.0), 900.0);
-        assert_eq!(backoff_secs(40, ErrorKind::Permanent, None, 0.5), 675.0);
+        assert_eq!(NOW.backoff_secs(1, ErrorKind::Permanent, None, 0.0), 60.0);
+        assert_eq!(NOW.backoff_secs(4, ErrorKind::Permanent, None, 0.0), 480.0);
+        assert_eq!(NOW.backoff_secs(5, ErrorKind::Permanent, None, 0.0), 900.0);
+        assert_eq!(NOW.backoff_secs(40, ErrorKind::Permanent, None, 0.5), 675.0);
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest sleep between looks, so a clock jump is noticed within a minute.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Shortest sleep, so a slot due "now" that cannot start yet is not spun on.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
 
@@ -18,10 +16,9 @@ pub async fn run(store: Arc<TokenStore>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let next = store.start_due_refreshes();
-        let wait = next
-            .map(|due| Duration::from_secs_f64((due - store.clock().now()).max(0.0)).max(MIN_SLEEP))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+        let longest = store.clock().longest_sleep();
+        let wait =
+            next.map(|due| Duration::from_secs_f64((due - store.clock().now()).max(0.0)).max(MIN_SLEEP)).unwrap_or(longest).min(longest);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = store.schedule_changed() => {}

@@ -7,7 +7,7 @@
 //! - With no usable token, callers queue on the slot's fetch lock: the first one calls
 //!   upstream, the rest take its result, success or failure. So 1,000 cold callers make one
 //!   upstream call.
-//! - After a failure the slot backs off ([`policy::backoff_secs`]); callers with no valid
+//! - After a failure the slot backs off ([`Policy::backoff_secs`]); callers with no valid
 //!   token get the last error at once instead of each calling upstream again. A reload clears
 //!   every back-off.
 //! - Only a slot holding a valid token (or marked `prefetch`) is refreshed in the background
@@ -23,7 +23,7 @@
 use crate::clock::Clock;
 use crate::fetch::{Fetch, Fetched};
 use crate::metrics::Metrics;
-use crate::policy::{self, ErrorKind};
+use crate::policy::{self, ErrorKind, Policy};
 use ecr_cred::config::Config;
 use ecr_cred::registry::RegistryHost;
 use ecr_cred::token::Token;
@@ -154,6 +154,7 @@ pub struct TokenStore {
     fetch: Arc<dyn Fetch>,
     clock: Clock,
     limits: RwLock<StoreLimits>,
+    policy: RwLock<Policy>,
     pub metrics: Arc<Metrics>,
     /// Wakes the refresher when a slot's schedule changes.
     wake: tokio::sync::Notify,
@@ -170,6 +171,7 @@ impl TokenStore {
             fetch,
             clock,
             limits: RwLock::new(limits),
+            policy: RwLock::new(Policy::CURRENT),
             metrics,
             wake: tokio::sync::Notify::new(),
             persist: tokio::sync::Notify::new(),
@@ -184,6 +186,16 @@ impl TokenStore {
     /// New bounds (a reload); existing slots and registry names are kept.
     pub fn set_limits(&self, limits: StoreLimits) {
         *self.limits.write().unwrap() = limits;
+    }
+
+    /// Use another refresh policy (the fleet simulation compares policies; the broker keeps
+    /// [`Policy::CURRENT`]).
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap() = policy;
+    }
+
+    fn policy(&self) -> Policy {
+        *self.policy.read().unwrap()
     }
 
     fn limits(&self) -> StoreLimits {
@@ -283,7 +295,7 @@ impl TokenStore {
         let max = self.limits().max_registries_per_slot;
         let registries = registries.into_iter().take(max).collect();
         let mut st = slot.state.lock().unwrap();
-        st.refresh_at = policy::refresh_at(&token, random_unit());
+        st.refresh_at = self.policy().refresh_at(&token, random_unit());
         st.token = Some(token);
         st.principal = principal;
         st.registries = registries;
@@ -392,7 +404,7 @@ impl TokenStore {
                         // refresher would find the slot empty and ask again at once, forever.
                         st.failures += 1;
                         let valid_for = valid_for_secs(&st, now);
-                        st.backoff_until = now + policy::backoff_secs(st.failures, ErrorKind::Transient, valid_for, random_unit());
+                        st.backoff_until = now + self.policy().backoff_secs(st.failures, ErrorKind::Transient, valid_for, random_unit());
                         st.last_error = Some("ECR returned an already expired token: is the clock wrong?".into());
                         st.last_error_kind = Some(ErrorKind::Transient);
                         tracing::warn!(identity = %slot.key.identity, region = %slot.key.region, "ECR returned an already expired token (clock skew?); passing it on once without keeping it");
@@ -401,7 +413,7 @@ impl TokenStore {
                         st.backoff_until = 0.0;
                         st.last_error = None;
                         st.last_error_kind = None;
-                        st.refresh_at = policy::refresh_at(&token, random_unit());
+                        st.refresh_at = self.policy().refresh_at(&token, random_unit());
                         st.token = Some(token.clone());
                     }
                     Ok(token)
@@ -410,7 +422,7 @@ impl TokenStore {
                     self.metrics.upstream_error();
                     st.failures += 1;
                     let kind = ErrorKind::of(&e);
-                    let wait = policy::backoff_secs(st.failures, kind, valid_for_secs(&st, now), random_unit());
+                    let wait = self.policy().backoff_secs(st.failures, kind, valid_for_secs(&st, now), random_unit());
                     st.backoff_until = now + wait;
                     // One line, whatever the SDK put in the error.
                     let msg = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
