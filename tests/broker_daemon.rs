@@ -44,55 +44,60 @@ fn a_thousand_concurrent_cold_requests_make_one_upstream_call() {
     assert_eq!(fake.calls("GetAuthorizationToken"), 1, "exactly one upstream call");
 }
 
+/// Smoke test: the refresher runs in the daemon. Its timing (the jittered window, no caller
+/// waiting) is pinned in virtual time by daemon/tests/store.rs.
 #[test]
 fn tokens_in_use_are_refreshed_in_the_background_before_they_expire() {
     let fake = FakeAws::start();
-    fake.set_token_lifetime(8);
+    fake.set_token_lifetime(4);
     let broker = Broker::start(&fake, "");
     let (status, first) = broker.token(HOST);
     assert_eq!(status, 200);
     let expires_at = first["expires_at"].as_i64().unwrap();
-    // Refresh is due in the last quarter (6 s to 6.8 s in); nobody asks in between.
+    // Refresh is due in the last quarter (3 s to 3.4 s in); nobody asks in between.
     let start = Instant::now();
     while fake.calls("GetAuthorizationToken") < 2 {
-        assert!(start.elapsed() < Duration::from_secs(9), "no background refresh happened:\n{}", broker.log());
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(start.elapsed() < Duration::from_secs(5), "no background refresh happened:\n{}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(ecr_cred::token::now_unix() < expires_at, "refreshed before the first token expired");
     let (_, second) = broker.token(HOST);
     assert_eq!(password(&second), FakeAws::token_password(2));
 }
 
+/// Smoke test: through the daemon, a valid token is served while AWS throttles, an expired
+/// one never, and the back-off holds. The back-off's numbers, single flight on failure and
+/// serving through failures are pinned in virtual time by daemon/tests/store.rs.
 #[test]
 fn throttling_does_not_fail_a_caller_while_a_valid_token_is_held_and_causes_no_retry_storm() {
     let fake = FakeAws::start();
-    fake.set_token_lifetime(12);
+    fake.set_token_lifetime(6);
     let broker = Broker::start(&fake, "");
     let (_, first) = broker.token(HOST);
     let expires_at = first["expires_at"].as_i64().unwrap();
     fake.set_mode(Mode::Throttle);
-    // Past the refresh point (9 s to 10.2 s in) but before the margin before expiry (11.4 s).
+    // Near the refresh point (4.5 s to 5.1 s in), a second or more before expiry.
     while ecr_cred::token::now_unix() < expires_at - 2 {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    for _ in 0..20 {
+    for _ in 0..10 {
         let (status, v) = broker.token(HOST);
         assert_eq!(status, 200, "a caller is served the valid token during throttling: {v}");
         assert_eq!(password(&v), FakeAws::token_password(1));
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(20));
     }
     // Once it has expired, callers get the cause at once, and never the expired token.
     while ecr_cred::token::now_unix() <= expires_at {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let asked = Instant::now();
     let (status, v) = broker.token(HOST);
     assert_eq!(status, 502, "{v}");
     assert!(v["reason"].as_str().unwrap().contains("ThrottlingException"), "{v}");
     assert!(asked.elapsed() < Duration::from_secs(10));
-    // SDK attempts (3 per fetch) under a 1 s, 2 s, 4 s ... back-off: a handful, not a storm.
+    // SDK attempts (3 per fetch) under a 1 s, 2 s ... back-off: a handful, not a storm.
     let calls = fake.calls("GetAuthorizationToken");
-    assert!(calls <= 16, "{calls} upstream calls in ~5 s of throttling is a retry storm");
+    assert!(calls <= 16, "{calls} upstream calls in ~3 s of throttling is a retry storm");
 }
 
 #[test]
@@ -372,4 +377,60 @@ fn a_profile_identity_uses_its_profile_not_the_broker_s_environment_keys() {
     assert_eq!(broker.token(HOST).0, 200, "{}", broker.log());
     let keys: Vec<String> = fake.requests().iter().filter(|r| r.op == "GetAuthorizationToken").map(|r| r.access_key_id.clone()).collect();
     assert_eq!(keys, vec!["AKIAPROFILEKEY000001".to_string(), KEY_ID.to_string()], "profile identity, then the default chain");
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_served_and_closed_on_exec() {
+    use std::os::fd::AsRawFd;
+    let fake = FakeAws::start();
+    let dir = tempfile::Builder::new().prefix("broker-activated-").tempdir().unwrap();
+    let socket = dir.path().join("broker.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let fd = listener.as_raw_fd();
+    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
+    let mut cmd = Command::new("/bin/sh");
+    // What systemd does: the socket as fd 3 (dup2 leaves it inheritable), LISTEN_PID the
+    // broker's own pid (sh's, kept by exec), LISTEN_FDS=1.
+    cmd.arg("-c")
+        .arg("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=broker.socket; exec \"$0\" \"$@\"")
+        .arg(broker_bin())
+        .args(["--user", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state")
+        .arg(dir.path().join("state/state.json"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("AWS_ENDPOINT_URL", fake.endpoint())
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let started = Instant::now();
+    let log = || std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default();
+    while ecr_cred::broker::get(&socket, "/healthz", Duration::from_secs(1)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the broker does not answer on the passed socket:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = ecr_cred::broker::get(&socket, &format!("/v1/token?registry={HOST}"), Duration::from_secs(30)).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let fdinfo = std::fs::read_to_string(format!("/proc/{}/fdinfo/3", child.id())).unwrap();
+    let flags = fdinfo.lines().find_map(|l| l.strip_prefix("flags:")).map(|f| u32::from_str_radix(f.trim(), 8).unwrap()).unwrap();
+    assert!(flags & libc::O_CLOEXEC as u32 != 0, "fd 3 is inherited by the broker's children (flags {flags:o})");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "{}", log());
+    assert!(socket.exists(), "a socket systemd passed is left to systemd");
 }
