@@ -166,13 +166,13 @@ async fn after_a_failure_no_call_is_made_before_the_back_off_ends_and_one_after(
     let (clock, fake, store) = setup(Answer::Throttled);
     let e = store.get("default", &registry()).await.unwrap_err();
     assert_eq!(e.kind(), Some(ErrorKind::Throttled));
-    // The first back-off is 0.5 s to 1 s.
-    advance_to(&clock, T0 + 0.45).await;
+    // The first throttled back-off is a uniform point of a 30 s window, at least 1 s.
+    advance_to(&clock, T0 + 0.95).await;
     for _ in 0..50 {
         assert_eq!(store.get("default", &registry()).await.unwrap_err().kind(), Some(ErrorKind::Throttled));
     }
     assert_eq!(fake.calls(), 1, "no upstream call while backing off");
-    advance_to(&clock, T0 + 1.01).await;
+    advance_to(&clock, T0 + 30.01).await;
     fake.always(Answer::Token(LIFE));
     assert_eq!(store.get("default", &registry()).await.unwrap().password, password(2));
     assert_eq!(fake.calls(), 2);
