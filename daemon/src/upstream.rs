@@ -50,6 +50,6 @@ impl Upstream {
             }
         };
         let (token, arn) = tokio::join!(aws::fetch_token(&cfg, registry), aws::caller_arn(&cfg));
-        Ok((token?, arn.ok().map(|a| ecr_cred::identity::normalize_principal(&a))))
+        Ok((token?, arn.ok().map(|a| ecr_cred::principal::normalize_principal(&a))))
     }
 }
