@@ -186,31 +186,17 @@ pub struct TokenStatus {
     pub retry_at: Option<i64>,
 }
 
-/// The socket the helper tries: `ECR_BROKER_SOCKET` (empty or `none`: no broker), else the
-/// user broker's [`user_socket`] if it exists, else the system socket.
+/// The socket the helper tries (see [`crate::paths::broker_socket`]).
 pub fn default_socket() -> Option<PathBuf> {
-    match std::env::var("ECR_BROKER_SOCKET") {
-        Ok(s) if s.is_empty() || s == "none" => return None,
-        Ok(s) => return Some(PathBuf::from(s)),
-        Err(_) => {}
-    }
-    if let Some(p) = user_socket().filter(|p| p.exists()) {
-        return Some(p);
-    }
-    Some(PathBuf::from(SYSTEM_SOCKET))
+    crate::paths::broker_socket()
 }
 
-/// Where a user's broker (`ecr-broker --user`) listens by default, and where the helper looks
-/// for it: `$XDG_RUNTIME_DIR/ecr-broker.sock`, else `ecr-broker/broker.sock` in the state
-/// folder (`$XDG_STATE_HOME`, else `~/.local/state`).
+/// Where a user's broker listens by default (see [`crate::paths::user_broker_socket`]).
 pub fn user_socket() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("ecr-broker.sock"));
-    }
-    crate::paths::state_home().map(|s| s.join("ecr-broker").join("broker.sock"))
+    crate::paths::user_broker_socket()
 }
 
-pub const SYSTEM_SOCKET: &str = "/run/ecr-broker/broker.sock";
+pub const SYSTEM_SOCKET: &str = crate::paths::SYSTEM_BROKER_SOCKET;
 
 /// The system broker's user (packaging/systemd/ecr-broker.service, packaging/sysusers.d).
 pub const BROKER_USER: &str = "ecr-broker";
@@ -246,15 +232,7 @@ pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
 
 /// The uid of [`BROKER_USER`], if the user exists.
 fn broker_user_uid() -> Option<u32> {
-    let name = std::ffi::CString::new(BROKER_USER).ok()?;
-    // SAFETY: getpwnam_r writes only into the buffers we hand it.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
-    }
+    crate::sys::uid_of_user(BROKER_USER)
 }
 
 /// A response: status code and body.
@@ -326,67 +304,38 @@ pub fn get(socket: &Path, path_and_query: &str, deadline: Duration) -> Result<Re
     parse_response(&raw).ok_or_else(|| ClientError::Unhealthy("not an HTTP answer".into()))
 }
 
-/// `connect` that gives up after `timeout`: a broker whose listen queue is full (it stopped
-/// accepting) would otherwise block it for good. On Linux `SO_SNDTIMEO` bounds a Unix stream
-/// `connect`, which then fails with `EAGAIN`.
+/// `connect` that gives up after `timeout` (see [`crate::sys::connect_unix_within`]).
 fn connect_within(socket: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    use std::os::unix::ffi::OsStrExt;
-    let path = socket.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if path.len() >= addr.sun_path.len() || path.contains(&0) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path too long or not a path"));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(path) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: a new descriptor, owned by the UnixStream at once (closed on every path).
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    // SAFETY: fcntl on our descriptor.
-    unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    stream.set_write_timeout(Some(timeout))?;
-    let len = (std::mem::size_of_val(&addr) - addr.sun_path.len() + path.len() + 1) as libc::socklen_t;
-    // SAFETY: addr is a valid sockaddr_un and len covers the path and its NUL.
-    if unsafe { libc::connect(stream.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(stream)
+    crate::sys::connect_unix_within(socket, timeout)
 }
 
+/// The status and body of a whole HTTP/1.1 answer (the head parsed by `httparse`); a chunked
+/// body is put back together. `None` if it is not one.
 fn parse_response(raw: &[u8]) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut body = raw[split + 4..].to_vec();
-    let status_line = head.lines().next()?;
-    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_len) = head.parse(raw).ok()? else { return None };
+    let status = head.code?;
+    let chunked = head.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding") && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("chunked")
     });
-    if chunked {
-        body = dechunk(&body)?;
-    }
+    let body = &raw[head_len..];
+    let body = if chunked { dechunk(body)? } else { body.to_vec() };
     Some(Response { status, body })
 }
 
+/// A chunked body's data; `None` if it is cut short or malformed.
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
+        let httparse::Status::Complete((used, size)) = httparse::parse_chunk_size(data).ok()? else { return None };
+        data = &data[used..];
         if size == 0 {
             return Some(out);
         }
+        let size = usize::try_from(size).ok()?;
         out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
+        data = data.get(size..)?.strip_prefix(b"\r\n")?;
     }
 }
 
@@ -407,6 +356,16 @@ mod tests {
         let r = parse_response(b"HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (403, &b"abcde"[..]));
         assert!(parse_response(b"garbage").is_none());
+    }
+
+    #[test]
+    fn answers_that_are_not_http_are_refused() {
+        // A status code has three digits.
+        assert!(parse_response(b"HTTP/1.1 2000 OK\r\n\r\n").is_none());
+        // A head that never ends, a chunked body cut short or without its CRLF.
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n").is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab").is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n").is_none());
     }
 
     #[test]

@@ -146,6 +146,23 @@ impl TokenCache {
         Ok(TokenCache { dir: dir.to_path_buf() })
     }
 
+    /// This user's cache: `AWS_ECR_DISABLE_CACHE` off, [`crate::paths::cache_dir`] opened.
+    /// `None` when disabled, when there is no home to put it in, or when the folder cannot be
+    /// used (then with a warning): the cache is never a reason to fail.
+    pub fn open_default() -> Option<TokenCache> {
+        if crate::paths::env_flag("AWS_ECR_DISABLE_CACHE") {
+            return None;
+        }
+        let dir = crate::paths::cache_dir()?;
+        match TokenCache::open(&dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("{e}; continuing without a cache");
+                None
+            }
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -189,26 +206,15 @@ impl TokenCache {
     }
 }
 
-/// An exclusive `flock`, released when dropped.
-struct Lock(File);
+/// An exclusive lock on the cache's lock file (`File::lock`: `flock(2)` on Linux, so helpers
+/// of older versions still exclude each other), released when the file is closed on drop.
+struct Lock(#[allow(dead_code)] File);
 
 impl Lock {
     fn exclusive(path: &Path) -> std::io::Result<Lock> {
         let f = safe_fs::open_lock_file(path)?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        f.lock()?;
         Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 

@@ -286,23 +286,15 @@ impl Config {
     }
 }
 
-/// The user's configuration file, shared by the helper and a user broker:
-/// `$XDG_CONFIG_HOME/ecr-cred/config.toml`, else `~/.config/ecr-cred/config.toml`.
+/// The user's configuration file (see [`crate::paths::user_config_file`]).
 pub fn user_config_path() -> Option<PathBuf> {
-    user_config_home().map(|d| d.join("ecr-cred/config.toml"))
+    crate::paths::user_config_file()
 }
 
-/// Where a user broker read its configuration before `ecr-cred/config.toml` existed:
-/// `$XDG_CONFIG_HOME/ecr-broker/config.toml`; still read when the new file is absent.
+/// Where a user broker read its configuration before `ecr-cred/config.toml` existed; still
+/// read when the new file is absent (see [`crate::paths::legacy_user_config_file`]).
 pub fn legacy_user_config_path() -> Option<PathBuf> {
-    user_config_home().map(|d| d.join("ecr-broker/config.toml"))
-}
-
-fn user_config_home() -> Option<PathBuf> {
-    match std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(d) => Some(d),
-        None => crate::paths::home_dir().map(|h| h.join(".config")),
-    }
+    crate::paths::legacy_user_config_file()
 }
 
 /// Larger user config files are refused (a real one is a few hundred bytes).

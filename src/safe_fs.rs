@@ -14,8 +14,7 @@ use std::path::Path;
 
 /// Our effective uid.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    crate::sys::euid()
 }
 
 /// Open flags for a file on a path we do not fully control.
@@ -190,9 +189,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn mkfifo(path: &Path) {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::sys::mkfifo(path).unwrap();
     }
 
     #[test]

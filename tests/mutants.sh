@@ -23,7 +23,7 @@ cd "$REPO" || exit 2
 THRESHOLD="${MUTANTS_THRESHOLD:-95}"
 JOBS="${MUTANTS_JOBS:-1}"
 OUT="${MUTANTS_OUT:-$REPO/target/mutants}"
-read -r -a FILES <<<"${MUTANTS_FILES:-src/registry.rs src/token.rs src/cache.rs src/identity.rs}"
+read -r -a FILES <<<"${MUTANTS_FILES:-src/registry.rs src/token.rs src/cache.rs src/principal.rs}"
 
 die() { echo "mutants.sh: $*" >&2; exit 1; }
 

@@ -7,7 +7,7 @@
 use crate::store::{SlotKey, TokenStore};
 use ecr_cred::aws::endpoint_override;
 use ecr_cred::config::Config;
-use ecr_cred::identity::hex;
+use ecr_cred::principal::hex;
 use ecr_cred::registry::EndpointVariant;
 use ecr_cred::safe_fs::{self, read_private, write_private};
 use ecr_cred::token::Token;

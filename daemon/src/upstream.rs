@@ -59,7 +59,7 @@ impl AwsFetch {
             }
         };
         let (token, arn) = tokio::join!(aws::fetch_token(&cfg, registry), aws::caller_arn(&cfg));
-        Ok(Fetched { token: token?, principal: arn.ok().map(|a| ecr_cred::identity::normalize_principal(&a)) })
+        Ok(Fetched { token: token?, principal: arn.ok().map(|a| ecr_cred::principal::normalize_principal(&a)) })
     }
 }
 

@@ -15,6 +15,7 @@
 //! we may). Everything that can fail (reading, parsing, creating the temporary files) happens
 //! for every file before any file is replaced, so an error leaves all of them untouched.
 
+use crate::reply::Reply;
 use ecr_cred::registry::RegistryHost;
 use serde_json::{Map, Value};
 use std::fs::{self, OpenOptions};
@@ -58,24 +59,12 @@ pub struct ConfigureArgs {
     pub external_id: Option<String>,
 }
 
-/// Returns the exit code.
-pub fn run(args: &ConfigureArgs) -> i32 {
+/// The report (or `--kubelet`'s configuration) on stdout; errors on stderr.
+pub fn run(args: &ConfigureArgs) -> Reply {
     if args.kubelet {
-        print!("{}", crate::kubelet::PROVIDER_CONFIG);
-        let _ = std::io::stdout().flush();
-        return 0;
+        return Reply::out(crate::kubelet::PROVIDER_CONFIG);
     }
-    match configure(args) {
-        Ok(report) => {
-            print!("{report}");
-            let _ = std::io::stdout().flush();
-            0
-        }
-        Err(e) => {
-            eprintln!("docker-credential-ecr configure: {e}");
-            1
-        }
-    }
+    Reply::from_result("docker-credential-ecr configure", configure(args))
 }
 
 fn configure(args: &ConfigureArgs) -> Result<String, String> {
@@ -320,34 +309,18 @@ fn canonical_host(input: &str) -> Result<String, String> {
     })
 }
 
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+fn no_home() -> String {
+    "cannot tell this user's home folder (set HOME)".to_string()
 }
 
-fn home() -> Result<PathBuf, String> {
-    ecr_cred::paths::home_dir().ok_or_else(|| "cannot tell this user's home folder (set HOME)".to_string())
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+/// docker's config file ([`ecr_cred::paths::docker_config_file`]).
 fn docker_config_path() -> Result<PathBuf, String> {
-    let dir = match env_path("DOCKER_CONFIG") {
-        Some(d) => d,
-        None => home()?.join(".docker"),
-    };
-    Ok(dir.join("config.json"))
+    ecr_cred::paths::docker_config_file().ok_or_else(no_home)
 }
 
-/// containers' persistent auth file: `$REGISTRY_AUTH_FILE`, else
-/// `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json` (containers-auth.json(5)).
+/// containers' persistent auth file ([`ecr_cred::paths::containers_auth_file`]).
 fn containers_auth_path() -> Result<PathBuf, String> {
-    if let Some(f) = env_path("REGISTRY_AUTH_FILE") {
-        return Ok(f);
-    }
-    let config_home = match env_path("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
-        Some(d) => d,
-        None => home()?.join(".config"),
-    };
-    Ok(config_home.join("containers").join("auth.json"))
+    ecr_cred::paths::containers_auth_file().ok_or_else(no_home)
 }
 
 /// The file as it was.
@@ -718,106 +691,10 @@ fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(created)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Op {
-    Same,
-    Del,
-    Add,
-}
-
-/// A unified diff of two texts (lines compared with their line ends), `ctx` lines of context.
+/// `old` to `new` as a unified diff (GNU `diff -u` format, `similar`'s), with `ctx` lines
+/// of context, a line without its final newline marked `\ No newline at end of file`.
 fn unified_diff(old: &str, new: &str, from: &str, to: &str, ctx: usize) -> String {
-    let a: Vec<&str> = old.split_inclusive('\n').collect();
-    let b: Vec<&str> = new.split_inclusive('\n').collect();
-    let ops = diff_lines(&a, &b);
-    let mut out = format!("--- {from}\n+++ {to}\n");
-    // Positions in `ops` of changes, grouped into hunks.
-    let changes: Vec<usize> = ops.iter().enumerate().filter(|(_, (op, _))| *op != Op::Same).map(|(i, _)| i).collect();
-    let mut i = 0;
-    while i < changes.len() {
-        let mut j = i;
-        while j + 1 < changes.len() && changes[j + 1] - changes[j] <= 2 * ctx + 1 {
-            j += 1;
-        }
-        let start = changes[i].saturating_sub(ctx);
-        let end = (changes[j] + ctx + 1).min(ops.len());
-        // Line numbers before the hunk.
-        let (mut old_no, mut new_no) = (0usize, 0usize);
-        for (op, _) in &ops[..start] {
-            match op {
-                Op::Same => {
-                    old_no += 1;
-                    new_no += 1;
-                }
-                Op::Del => old_no += 1,
-                Op::Add => new_no += 1,
-            }
-        }
-        let old_len = ops[start..end].iter().filter(|(op, _)| *op != Op::Add).count();
-        let new_len = ops[start..end].iter().filter(|(op, _)| *op != Op::Del).count();
-        let first = |no: usize, len: usize| if len == 0 { no } else { no + 1 };
-        out.push_str(&format!("@@ -{},{} +{},{} @@\n", first(old_no, old_len), old_len, first(new_no, new_len), new_len));
-        for (op, line) in &ops[start..end] {
-            let sign = match op {
-                Op::Same => ' ',
-                Op::Del => '-',
-                Op::Add => '+',
-            };
-            out.push(sign);
-            match line.strip_suffix('\n') {
-                Some(l) => {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-                None => {
-                    out.push_str(line);
-                    out.push_str("\n\\ No newline at end of file\n");
-                }
-            }
-        }
-        i = j + 1;
-    }
-    out
-}
-
-/// The edit script from `a` to `b`: common prefix and suffix, a longest common subsequence
-/// of the middle (or, when that would be too large to compute, all of it replaced).
-fn diff_lines<'t>(a: &[&'t str], b: &[&'t str]) -> Vec<(Op, &'t str)> {
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
-    let (ma, mb) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let mut ops: Vec<(Op, &str)> = a[..prefix].iter().map(|l| (Op::Same, *l)).collect();
-    if ma.len().saturating_mul(mb.len()) <= 4_000_000 {
-        // lcs[i][j]: LCS length of ma[i..] and mb[j..].
-        let w = mb.len() + 1;
-        let mut lcs = vec![0u32; (ma.len() + 1) * w];
-        for i in (0..ma.len()).rev() {
-            for j in (0..mb.len()).rev() {
-                lcs[i * w + j] = if ma[i] == mb[j] { lcs[(i + 1) * w + j + 1] + 1 } else { lcs[(i + 1) * w + j].max(lcs[i * w + j + 1]) };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < ma.len() && j < mb.len() {
-            if ma[i] == mb[j] {
-                ops.push((Op::Same, ma[i]));
-                i += 1;
-                j += 1;
-            } else if lcs[(i + 1) * w + j] >= lcs[i * w + j + 1] {
-                ops.push((Op::Del, ma[i]));
-                i += 1;
-            } else {
-                ops.push((Op::Add, mb[j]));
-                j += 1;
-            }
-        }
-        ops.extend(ma[i..].iter().map(|l| (Op::Del, *l)));
-        ops.extend(mb[j..].iter().map(|l| (Op::Add, *l)));
-    } else {
-        ops.extend(ma.iter().map(|l| (Op::Del, *l)));
-        ops.extend(mb.iter().map(|l| (Op::Add, *l)));
-    }
-    ops.extend(a[a.len() - suffix..].iter().map(|l| (Op::Same, *l)));
-    ops
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(ctx).header(from, to).to_string()
 }
 
 #[cfg(test)]
@@ -846,7 +723,7 @@ mod tests {
         assert!(d.starts_with("--- x\n+++ x\n@@ -1,4 +1,5 @@\n"), "{d}");
         assert!(d.contains("\n \t\"a\": 1,\n-\t\"b\": 2\n-}\n\\ No newline at end of file\n"), "{d}");
         assert!(d.ends_with("\n+\t\"b\": 2,\n+\t\"c\": 3\n+}\n"), "{d}");
-        assert_eq!(unified_diff("", "{}\n", "/dev/null", "y", 3), "--- /dev/null\n+++ y\n@@ -0,0 +1,1 @@\n+{}\n");
+        assert_eq!(unified_diff("", "{}\n", "/dev/null", "y", 3), "--- /dev/null\n+++ y\n@@ -0,0 +1 @@\n+{}\n");
     }
 
     #[test]

@@ -18,15 +18,16 @@
 //!
 //! Any failure is one line on stderr and exit 1, with nothing on stdout.
 
-use crate::credentials::{self, GetError};
+use crate::credentials::{self, Found, GetError};
+use crate::reply::Reply;
 use ecr_cred::aws::{self, FetchError};
-use ecr_cred::cache::TokenKey;
-use ecr_cred::identity;
+use ecr_cred::cache::{CacheFile, TokenCache, TokenKey};
+use ecr_cred::principal;
 use ecr_cred::registry::RegistryHost;
 use ecr_cred::token::{now_unix, Token};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
 #[derive(clap::Args, Debug)]
 pub struct KubeletArgs {
@@ -62,24 +63,12 @@ const MAX_CACHE_SECS: i64 = 6 * 3600;
 /// With less than this left, kubelet is told not to cache the token at all.
 const MIN_CACHE_REMAINING_SECS: i64 = 60;
 
-/// Run the provider protocol: request on stdin, response on stdout; returns the exit code.
-pub fn run(args: &KubeletArgs) -> i32 {
+/// Run the provider protocol: request on stdin, the response for stdout, or one line for
+/// stderr and exit 1.
+pub fn run(args: &KubeletArgs) -> Reply {
     match respond(args) {
-        Ok(body) => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(body.as_bytes()).and_then(|_| out.flush()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("ecr-credential-provider: could not write the response: {e}");
-                    1
-                }
-            }
-        }
-        Err(msg) => {
-            let line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("ecr-credential-provider: {line}");
-            1
-        }
+        Ok(body) => Reply::out(body),
+        Err(msg) => Reply::fail("ecr-credential-provider", msg.split_whitespace().collect::<Vec<_>>().join(" ")),
     }
 }
 
@@ -295,7 +284,7 @@ impl WebIdentity {
                 h.update(self.token.as_bytes());
             }
         }
-        format!("web-identity:{}#{}", self.role_arn, &identity::hex(&h.finalize())[..32])
+        format!("web-identity:{}#{}", self.role_arn, &principal::hex(&h.finalize())[..32])
     }
 }
 
@@ -330,30 +319,22 @@ fn token_for_service_account(registry: &RegistryHost, wi: &WebIdentity) -> Resul
     }
     let now = now_unix();
     let endpoint = aws::endpoint_override(registry.variant);
-    let principal = wi.principal();
-    let key = TokenKey::new(&principal, &registry.region, registry.variant, endpoint.as_deref());
-    let cache = credentials::open_cache();
-    if let Some(c) = &cache {
-        if let Some(token) = c.load().fresh_token(&key, now) {
-            tracing::debug!(registry = %registry, role = %wi.role_arn, "cache hit (service account)");
-            return Ok(token.clone());
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("internal error: {e}"))?;
-    let token = runtime
-        .block_on(async {
+    let key = TokenKey::new(&wi.principal(), &registry.region, registry.variant, endpoint.as_deref());
+    let hit = |snapshot: &CacheFile| {
+        let token = snapshot.fresh_token(&key, now)?.clone();
+        tracing::debug!(registry = %registry, role = %wi.role_arn, "cache hit (service account)");
+        Some(Found { token, key: None, also: None })
+    };
+    let fetch = |_: CacheFile| async {
+        let fetched = async {
             let creds = aws::assume_role_with_web_identity(&registry.region, &wi.role_arn, ROLE_SESSION_NAME, &wi.token).await?;
             tracing::debug!(role = %wi.role_arn, access_key_id = %creds.access_key_id, "assumed the service account's role");
             let cfg = aws::sdk_config_with_credentials(&registry.region, &creds).await;
             aws::fetch_token(&cfg, registry).await
-        })
-        .map_err(|e: FetchError| format!("with role {} for the pod's service account: {e}", wi.role_arn))?;
-    if token.expired_on_arrival() {
-        tracing::warn!(registry = %registry, "ECR returned a token that had already expired (clock skew?); using it once without caching it");
-    } else if let Some(c) = &cache {
-        if let Err(e) = c.update(now, |f| f.put_token(key, token.clone())) {
-            tracing::warn!("could not update the token cache: {e}");
         }
-    }
-    Ok(token)
+        .await;
+        let token = fetched.map_err(|e: FetchError| format!("with role {} for the pod's service account: {e}", wi.role_arn))?;
+        Ok::<_, String>(Found { token, key: Some(key.clone()), also: None })
+    };
+    credentials::cache_else_fetch(TokenCache::open_default().as_ref(), now, hit, fetch)
 }

@@ -21,6 +21,7 @@
 //! sees half a binary. Folders on the way that are links, or writable by anyone but root and
 //! us, are refused.
 
+use crate::reply::{Channel, Reply};
 use serde_json::{json, Value};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -69,26 +70,14 @@ struct InstallArgs {
     root: PathBuf,
 }
 
-/// `kubelet install ARGS...`; returns the exit code. Errors go to stderr.
-pub fn run(args: &[String]) -> i32 {
+/// `kubelet install ARGS...`: the report on stdout; errors (and usage errors, exit 1) on stderr.
+pub fn run(args: &[String]) -> Reply {
     let argv = std::iter::once("docker-credential-ecr kubelet install".to_string()).chain(args.iter().cloned());
-    let parsed = match <InstallArgs as clap::Parser>::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 1 } else { 0 };
-        }
-    };
-    match install(&parsed.root) {
-        Ok(report) => {
-            print!("{report}");
-            let _ = std::io::stdout().flush();
-            0
-        }
-        Err(e) => {
-            eprintln!("docker-credential-ecr kubelet install: {e}");
-            1
-        }
+    match <InstallArgs as clap::Parser>::try_parse_from(argv) {
+        Ok(parsed) => Reply::from_result("docker-credential-ecr kubelet install", install(&parsed.root)),
+        // --help is an answer on stdout; a usage error is clap's message on stderr, exit 1.
+        Err(e) if e.use_stderr() => Reply { channel: Channel::Stderr, text: e.render().to_string().into_bytes(), code: 1 },
+        Err(e) => Reply::out(e.render().to_string()),
     }
 }
 
@@ -140,7 +129,7 @@ fn check_folder(dir: &Path) -> Result<(), String> {
     if !m.is_dir() {
         return Err(format!("{} is not a folder; nothing was changed", dir.display()));
     }
-    let me = unsafe { libc::geteuid() };
+    let me = ecr_cred::sys::euid();
     if m.uid() != 0 && m.uid() != me {
         return Err(format!("{} belongs to uid {}, not root: refusing to install there; nothing was changed", dir.display(), m.uid()));
     }

@@ -1,21 +1,24 @@
 //! `docker-credential-ecr`: Amazon ECR credentials for docker, podman, skopeo, buildah,
 //! nerdctl and crane through the Docker credential-helper protocol.
 //!
-//! This file only parses the command line and dispatches; the protocol is in [`protocol`],
-//! where tokens come from is in [`credentials`].
+//! This file only parses the command line, dispatches, and prints the one [`reply::Reply`]
+//! each command returns; the protocol is in [`protocol`], where tokens come from is in
+//! [`credentials`], other registries' logins in the OS keyring ([`keyring`]).
 
 mod broker_client;
 mod configure;
 mod credentials;
-mod keychain;
+mod keyring;
 mod kubelet;
 mod kubelet_install;
 mod login;
 mod protocol;
+mod reply;
 mod status;
 mod user_config;
 
 use clap::{Parser, Subcommand};
+use reply::{Channel, Reply};
 
 #[derive(Parser)]
 #[command(
@@ -98,38 +101,25 @@ fn usage_error(e: &clap::Error) -> String {
     }
 }
 
-/// Write generated text to stdout; a closed pipe (`| head`) is an error message, not a panic.
-fn print_bytes(bytes: &[u8]) -> i32 {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("docker-credential-ecr: cannot write to stdout: {e}");
-            1
-        }
-    }
-}
-
 /// The name kubelet's plugin configuration uses; a symlink or copy by this name is the provider.
 const KUBELET_PROVIDER_NAME: &str = "ecr-credential-provider";
 
 fn main() {
     // Tokens pass through this process: no core dump of it, no ptrace or /proc/PID/mem by
     // other processes of the same user. One syscall, before anything is read.
-    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes a flag of this process.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
-    };
+    ecr_cred::sys::forbid_core_dumps_and_ptrace();
     let invoked_as = std::env::args_os().next().map(std::path::PathBuf::from);
-    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == KUBELET_PROVIDER_NAME) {
-        ecr_cred::logging::init("warn,aws_config=error");
-        let args = kubelet::KubeletArgs { args: std::env::args().skip(1).collect() };
-        std::process::exit(kubelet::run(&args));
-    }
     // The SDK warns about every credential source it tries; our own error names the cause.
     ecr_cred::logging::init("warn,aws_config=error");
+    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == KUBELET_PROVIDER_NAME) {
+        let args = kubelet::KubeletArgs { args: std::env::args().skip(1).collect() };
+        std::process::exit(kubelet::run(&args).print(KUBELET_PROVIDER_NAME));
+    }
+    std::process::exit(run().print("docker-credential-ecr"));
+}
+
+/// Parse the command line and run the command.
+fn run() -> Reply {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -139,44 +129,39 @@ fn main() {
             // (or an unknown action) is one line on stdout and exit 1, as the
             // credential-helper protocol expects of every failure.
             if !e.use_stderr() {
-                print!("{}", e.render());
-                std::process::exit(0);
+                return Reply::out(e.render().to_string());
             }
             if non_protocol_action().is_some() {
-                eprint!("{}", e.render());
-                std::process::exit(2);
+                return Reply { channel: Channel::Stderr, text: e.render().to_string().into_bytes(), code: 2 };
             }
-            println!("{}", usage_error(&e));
-            std::process::exit(1);
+            return protocol::respond(Err(protocol::Failure::new(usage_error(&e))));
         }
     };
-    let result = match cli.action {
-        Action::Get => protocol::read_stdin().and_then(|input| protocol::get(&input)),
-        Action::Store => protocol::read_stdin().and_then(|input| protocol::store(&input)),
-        Action::Erase => protocol::read_stdin().and_then(|input| protocol::erase(&input)),
-        Action::List => protocol::list(),
-        Action::Version => Ok(format!("docker-credential-ecr {}", env!("CARGO_PKG_VERSION"))),
-        Action::Kubelet(args) if args.args.first().is_some_and(|a| a == "install") => {
-            std::process::exit(kubelet_install::run(&args.args[1..]))
-        }
-        Action::Kubelet(args) => std::process::exit(kubelet::run(&args)),
-        Action::Configure(args) => std::process::exit(configure::run(&args)),
-        Action::GetLoginPassword(args) => std::process::exit(login::get_login_password(&args)),
-        Action::Login(args) => std::process::exit(login::login(&args)),
-        Action::Logout(args) => std::process::exit(login::logout(&args)),
-        Action::Status(args) => std::process::exit(status::run(&args)),
+    let stores = protocol::Stores { ecr: &credentials::EcrTokens, keyring: &keyring::OsKeyring };
+    match cli.action {
+        Action::Get => protocol::respond(protocol::read_stdin().and_then(|input| protocol::get(&input, &stores))),
+        Action::Store => protocol::respond(protocol::read_stdin().and_then(|input| protocol::store(&input, &stores))),
+        Action::Erase => protocol::respond(protocol::read_stdin().and_then(|input| protocol::erase(&input, &stores))),
+        Action::List => protocol::respond(protocol::list(&stores)),
+        Action::Version => protocol::respond(Ok(format!("docker-credential-ecr {}", env!("CARGO_PKG_VERSION")))),
+        Action::Kubelet(args) if args.args.first().is_some_and(|a| a == "install") => kubelet_install::run(&args.args[1..]),
+        Action::Kubelet(args) => kubelet::run(&args),
+        Action::Configure(args) => configure::run(&args),
+        Action::GetLoginPassword(args) => login::get_login_password(&args),
+        Action::Login(args) => login::login(&args),
+        Action::Logout(args) => login::logout(&args),
+        Action::Status(args) => status::run(&args),
         Action::Completions { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "docker-credential-ecr", &mut script);
-            std::process::exit(print_bytes(&script));
+            Reply::out(script)
         }
         Action::Man => {
             use clap::CommandFactory;
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page).expect("rendering into memory cannot fail");
-            std::process::exit(print_bytes(&page));
+            Reply::out(page)
         }
-    };
-    std::process::exit(protocol::respond(result));
+    }
 }

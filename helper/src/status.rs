@@ -2,9 +2,9 @@
 //! counts) and what this user's own cache holds, as tables or (`--json`) as JSON. Never prints
 //! a secret.
 
-use crate::credentials;
+use crate::reply::Reply;
 use ecr_cred::broker::{self, ClientError, StatusResponse};
-use ecr_cred::cache::CacheFile;
+use ecr_cred::cache::{CacheFile, TokenCache};
 use ecr_cred::token::now_unix;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -106,26 +106,27 @@ fn broker_state() -> BrokerState {
     }
 }
 
-pub fn run(args: &StatusArgs) -> i32 {
+/// The status on stdout; exit 1 when a broker is there but broken.
+pub fn run(args: &StatusArgs) -> Reply {
+    use std::fmt::Write;
     let now = now_unix();
     let broker = broker_state();
     let code = if matches!(broker, BrokerState::Broken(..)) { 1 } else { 0 };
-    let cache = credentials::open_cache().map(|c| (c.file_path(), c.load()));
+    let cache = TokenCache::open_default().map(|c| (c.file_path(), c.load()));
+    let mut out = String::new();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status_json(&broker, cache.as_ref().map(|(p, f)| (p.as_path(), f)), now)).expect("JSON")
-        );
-        return code;
+        let json = status_json(&broker, cache.as_ref().map(|(p, f)| (p.as_path(), f)), now);
+        out = serde_json::to_string_pretty(&json).expect("JSON") + "\n";
+        return Reply { code, ..Reply::out(out) };
     }
-    match &broker {
-        BrokerState::NotUsed => println!("ecr-broker: not used (ECR_BROKER_SOCKET=none)\n"),
-        BrokerState::Absent(socket) => println!("ecr-broker: none running at {}\n", socket.display()),
-        BrokerState::Running(_, s) => println!("{}", broker_table(s, now)),
-        BrokerState::Broken(socket, why) => println!("ecr-broker at {}: {why}\n", socket.display()),
-    }
+    let _ = match &broker {
+        BrokerState::NotUsed => writeln!(out, "ecr-broker: not used (ECR_BROKER_SOCKET=none)\n"),
+        BrokerState::Absent(socket) => writeln!(out, "ecr-broker: none running at {}\n", socket.display()),
+        BrokerState::Running(_, s) => writeln!(out, "{}", broker_table(s, now)),
+        BrokerState::Broken(socket, why) => writeln!(out, "ecr-broker at {}: {why}\n", socket.display()),
+    };
     match &cache {
-        None => println!("local cache: disabled or unusable"),
+        None => out.push_str("local cache: disabled or unusable\n"),
         Some((path, file)) => {
             let rows: Vec<Vec<String>> = file
                 .tokens
@@ -141,11 +142,11 @@ pub fn run(args: &StatusArgs) -> i32 {
                     ]
                 })
                 .collect();
-            println!("local cache {}:", path.display());
-            print!("{}", table(&["PRINCIPAL", "REGION", "VARIANT", "EXPIRES IN", "FRESH", "ENDPOINT"], &rows));
+            let _ = writeln!(out, "local cache {}:", path.display());
+            out.push_str(&table(&["PRINCIPAL", "REGION", "VARIANT", "EXPIRES IN", "FRESH", "ENDPOINT"], &rows));
         }
     }
-    code
+    Reply { code, ..Reply::out(out) }
 }
 
 /// `status --json`: the facts of the tables (never a token), with absolute times.

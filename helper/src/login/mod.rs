@@ -16,6 +16,7 @@ mod oidc;
 mod record;
 
 use crate::credentials;
+use crate::reply::Reply;
 use ecr_cred::aws;
 use ecr_cred::registry::RegistryHost;
 use ecr_cred::token::{now_unix, Token};
@@ -120,22 +121,14 @@ fn own_registry(region: &str) -> Result<RegistryHost, String> {
     private_registry(&account, region)
 }
 
-pub fn get_login_password(args: &GetLoginPasswordArgs) -> i32 {
+/// The password alone on stdout; errors on stderr.
+pub fn get_login_password(args: &GetLoginPasswordArgs) -> Reply {
     let registry = match (args.registry.as_deref().or(args.registry_flag.as_deref()), args.region.as_deref()) {
         (Some(host), _) => parse(host),
         (None, Some(region)) => own_registry(region.trim()),
         (None, None) => Err("give a registry HOST or --region REGION".into()),
     };
-    match registry.and_then(|r| token(&r)) {
-        Ok(t) => {
-            println!("{}", t.password);
-            0
-        }
-        Err(e) => {
-            eprintln!("docker-credential-ecr: {e}");
-            1
-        }
-    }
+    Reply::from_result("docker-credential-ecr", registry.and_then(|r| token(&r)).map(|t| format!("{}\n", t.password)))
 }
 
 /// The output-name suffix amazon-ecr-login uses: the registry with every run of characters
@@ -234,17 +227,17 @@ fn use_session(creds: &aws::TemporaryCredentials) -> Vec<(&'static str, String)>
     vars
 }
 
-pub fn login(args: &LoginArgs) -> i32 {
-    match run_login(args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("docker-credential-ecr login: {e}");
-            1
-        }
+/// What `login` did, on stderr (stdout stays the job's); a failure after what was done.
+pub fn login(args: &LoginArgs) -> Reply {
+    let mut report = String::new();
+    match run_login(args, &mut report) {
+        Ok(()) => Reply::note(report),
+        Err(e) => Reply::fail("docker-credential-ecr login", e).after(report),
     }
 }
 
-fn run_login(args: &LoginArgs) -> Result<(), String> {
+/// `login`'s work; what it did so far is in `report`, also when it fails.
+fn run_login(args: &LoginArgs, report: &mut String) -> Result<(), String> {
     // Everything that can refuse, before anything changes.
     let mut runner = if args.github_actions { Some(github::Runner::open(args.role_to_assume.is_some())?) } else { None };
     let region = region_of(args.region.as_deref());
@@ -279,8 +272,8 @@ fn run_login(args: &LoginArgs) -> Result<(), String> {
 
     if let Some(record) = &record {
         let hosts: Vec<String> = done.iter().map(|(r, _)| r.host.clone()).collect();
-        let (report, changes) = crate::configure::add_cred_helpers_recorded(&hosts, true)?;
-        eprint!("{report}");
+        let (changed, changes) = crate::configure::add_cred_helpers_recorded(&hosts, true)?;
+        report.push_str(&changed);
         record.append(&changes).map_err(|e| format!("{e} (`logout` cannot take these entries out)"))?;
     }
 
@@ -310,26 +303,25 @@ fn run_login(args: &LoginArgs) -> Result<(), String> {
     let now = now_unix();
     for (r, t) in &done {
         let hours = (t.expires_at - now) as f64 / 3600.0;
-        eprintln!("{}: token ready, valid for {hours:.1} h", r.host);
+        report.push_str(&format!("{}: token ready, valid for {hours:.1} h\n", r.host));
     }
     Ok(())
 }
 
-pub fn logout(_args: &LogoutArgs) -> i32 {
-    match run_logout() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("docker-credential-ecr logout: {e}");
-            1
-        }
+/// What `logout` took out, on stderr; a failure after what was done.
+pub fn logout(_args: &LogoutArgs) -> Reply {
+    let mut report = String::new();
+    match run_logout(&mut report) {
+        Ok(()) => Reply::note(report),
+        Err(e) => Reply::fail("docker-credential-ecr logout", e).after(report),
     }
 }
 
-fn run_logout() -> Result<(), String> {
+fn run_logout(report: &mut String) -> Result<(), String> {
     let record = record::RecordFile::locate(false)?;
     let changes = record.load()?;
     if changes.is_empty() {
-        eprintln!("no login recorded in {}: nothing to take out", record.path().display());
+        report.push_str(&format!("no login recorded in {}: nothing to take out\n", record.path().display()));
         return Ok(());
     }
     // Newest first, so each file goes back through the states it went through.
@@ -337,7 +329,7 @@ fn run_logout() -> Result<(), String> {
     let mut errors = Vec::new();
     for c in changes.iter().rev() {
         match crate::configure::undo_change(c) {
-            Ok(report) => eprint!("{report}"),
+            Ok(undone) => report.push_str(&undone),
             Err(e) => {
                 errors.push(e);
                 failed.push(c.clone());

@@ -27,14 +27,10 @@ pub struct RecordFile {
     path: PathBuf,
 }
 
-fn env_dir(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
-}
-
 /// Is `dir` a folder of this user that nobody else may write?
 fn check_private_dir(dir: &Path) -> Result<(), String> {
     let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let me = unsafe { libc::geteuid() };
+    let me = ecr_cred::sys::euid();
     if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o022 != 0 {
         return Err(format!(
             "{} is not a folder of this user that only it may write: refusing to keep the login record there",
@@ -47,15 +43,11 @@ fn check_private_dir(dir: &Path) -> Result<(), String> {
 impl RecordFile {
     /// Where the record lives; with `create`, the state folder is made (0700) if missing.
     pub fn locate(create: bool) -> Result<RecordFile, String> {
-        if let Some(dir) = env_dir("RUNNER_TEMP") {
+        let (dir, runner) = ecr_cred::paths::login_record_dir().ok_or("cannot tell this user's home folder (set HOME)")?;
+        if runner {
             check_private_dir(&dir)?;
             return Ok(RecordFile { path: dir.join(FILE_NAME) });
         }
-        let state = match env_dir("XDG_STATE_HOME") {
-            Some(d) => d,
-            None => ecr_cred::paths::home_dir().ok_or("cannot tell this user's home folder (set HOME)")?.join(".local/state"),
-        };
-        let dir = state.join("ecr-cred");
         if create && fs::symlink_metadata(&dir).is_err() {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -79,7 +71,7 @@ impl RecordFile {
             Err(e) => return Err(fail(format!("cannot be opened ({e})"))),
         };
         let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
-        if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
+        if !meta.is_file() || meta.uid() != ecr_cred::sys::euid() {
             return Err(fail("is not a regular file of this user; ignored".into()));
         }
         let mut text = String::new();

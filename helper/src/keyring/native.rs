@@ -18,9 +18,9 @@ struct Stored {
     secret: String,
 }
 
-fn entry(server_url: &str) -> Result<keyring::Entry, String> {
+fn entry(server_url: &str) -> Result<::keyring::Entry, String> {
     attach_session_keyring();
-    keyring::Entry::new(SERVICE, server_url).map_err(describe)
+    ::keyring::Entry::new(SERVICE, server_url).map_err(describe)
 }
 
 /// A process started outside a login session (CI, cron, a service) has no session keyring,
@@ -29,17 +29,14 @@ fn entry(server_url: &str) -> Result<keyring::Entry, String> {
 /// processes, so one helper run can read what another stored.
 #[cfg(target_os = "linux")]
 fn attach_session_keyring() {
-    const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
-    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
-    // SAFETY: keyctl(GET_KEYRING_ID) takes two integers and touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1 as libc::c_long) };
+    ecr_cred::sys::attach_session_keyring();
 }
 
 #[cfg(not(target_os = "linux"))]
 fn attach_session_keyring() {}
 
 /// A keyring error in words; never includes the secret.
-fn describe(e: keyring::Error) -> String {
+fn describe(e: ::keyring::Error) -> String {
     if let Some(n) = quota_exceeded(&e) {
         let n = n.map(|n| format!(" ({n} bytes)")).unwrap_or_default();
         return format!(
@@ -48,7 +45,7 @@ fn describe(e: keyring::Error) -> String {
         );
     }
     match e {
-        keyring::Error::NoStorageAccess(_) | keyring::Error::PlatformFailure(_) => {
+        ::keyring::Error::NoStorageAccess(_) | ::keyring::Error::PlatformFailure(_) => {
             format!("no OS keyring is reachable ({e}); nothing was stored (this helper never falls back to a plain file)")
         }
         other => other.to_string(),
@@ -57,8 +54,8 @@ fn describe(e: keyring::Error) -> String {
 
 /// `Some(quota in bytes if known)` when the kernel refused a key for the user's quota (EDQUOT).
 #[cfg(target_os = "linux")]
-fn quota_exceeded(e: &keyring::Error) -> Option<Option<u64>> {
-    let keyring::Error::PlatformFailure(inner) = e else { return None };
+fn quota_exceeded(e: &::keyring::Error) -> Option<Option<u64>> {
+    let ::keyring::Error::PlatformFailure(inner) = e else { return None };
     match inner.downcast_ref::<linux_keyutils::KeyError>() {
         Some(linux_keyutils::KeyError::QuotaExceeded) => Some(quota_bytes()),
         _ => None,
@@ -66,15 +63,14 @@ fn quota_exceeded(e: &keyring::Error) -> Option<Option<u64>> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn quota_exceeded(_: &keyring::Error) -> Option<Option<u64>> {
+fn quota_exceeded(_: &::keyring::Error) -> Option<Option<u64>> {
     None
 }
 
 /// This user's kernel keyring quota in bytes: its line in /proc/key-users, else the sysctl.
 #[cfg(target_os = "linux")]
 fn quota_bytes() -> Option<u64> {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = ecr_cred::sys::uid();
     let from_users = std::fs::read_to_string("/proc/key-users").ok().and_then(|t| quota_in_key_users(&t, uid));
     from_users.or_else(|| {
         let name = if uid == 0 { "root_maxbytes" } else { "maxbytes" };
@@ -111,7 +107,7 @@ pub fn get(server_url: &str) -> Result<Option<(String, String)>, String> {
             let s: Stored = serde_json::from_str(&v).map_err(|_| "the keyring entry is not in this helper's format".to_string())?;
             Ok(Some((s.username, s.secret)))
         }
-        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(::keyring::Error::NoEntry) => Ok(None),
         Err(e) => Err(describe(e)),
     }
 }
@@ -120,7 +116,7 @@ pub fn get(server_url: &str) -> Result<Option<(String, String)>, String> {
 pub fn erase(server_url: &str) -> Result<bool, String> {
     let removed = match entry(server_url)?.delete_credential() {
         Ok(()) => true,
-        Err(keyring::Error::NoEntry) => false,
+        Err(::keyring::Error::NoEntry) => false,
         Err(e) => return Err(describe(e)),
     };
     index::update(|i| {

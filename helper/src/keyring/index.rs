@@ -7,7 +7,6 @@
 use ecr_cred::cache::{read_private, write_private};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ const MAX_BYTES: u64 = 1 << 20;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 fn folder() -> Option<PathBuf> {
-    crate::credentials::open_cache().map(|c| c.dir().to_path_buf())
+    ecr_cred::cache::TokenCache::open_default().map(|c| c.dir().to_path_buf())
 }
 
 /// Server URL -> user name; empty when there is no index or it is not trusted.
@@ -61,19 +60,15 @@ fn lock(path: &Path) -> Result<File, String> {
         .open(path)
         .map_err(|e| format!("cannot open its lock {}: {e}", path.display()))?;
     let meta = f.metadata().map_err(|e| e.to_string())?;
-    // SAFETY: geteuid cannot fail.
-    if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
+    if !meta.is_file() || meta.uid() != ecr_cred::sys::euid() {
         return Err(format!("its lock {} is not a regular file of ours", path.display()));
     }
     let start = Instant::now();
     loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(f);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(format!("cannot lock {}: {e}", path.display()));
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
         }
         if start.elapsed() > LOCK_WAIT {
             return Err(format!("{} is held by another process for more than {}s", path.display(), LOCK_WAIT.as_secs()));

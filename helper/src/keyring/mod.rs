@@ -50,3 +50,32 @@ pub fn list() -> Result<BTreeMap<String, String>, String> {
     }
     Ok(native::list())
 }
+
+/// The OS keyring as the protocol's store for registries that are not ECR.
+pub struct OsKeyring;
+
+impl crate::protocol::Store for OsKeyring {
+    /// A keyring that cannot answer is "nothing here" (clients then pull anonymously), with the
+    /// reason logged so that is not a mystery.
+    fn get(&self, server_url: &str) -> Result<Option<crate::protocol::Login>, String> {
+        match get(server_url) {
+            Ok(found) => Ok(found.map(|(username, secret)| crate::protocol::Login { username, secret })),
+            Err(e) => {
+                tracing::warn!("keyring lookup for {server_url} failed: {e}; answering \"{}\"", crate::protocol::NOT_FOUND);
+                Ok(None)
+            }
+        }
+    }
+
+    fn store(&self, server_url: &str, login: &crate::protocol::Login) -> Result<(), String> {
+        store(server_url, &login.username, &login.secret)
+    }
+
+    fn erase(&self, server_url: &str) -> Result<bool, String> {
+        erase(server_url)
+    }
+
+    fn list(&self) -> Result<BTreeMap<String, String>, String> {
+        list()
+    }
+}

@@ -1,4 +1,5 @@
-//! Identities: who a token belongs to, and how to tell that without asking AWS.
+//! Principals: who a token belongs to, and how to tell that without asking AWS. (The
+//! configured identities that fetch tokens are [`crate::config`]'s.)
 //!
 //! A token is cached under the AWS *principal* that fetched it (an IAM user, or a role, whatever
 //! its session), so rotating temporary credentials of the same role keep hitting the cache and
@@ -66,7 +67,7 @@ impl CredentialSource {
     fn from_vars(var: impl Fn(&str) -> Option<OsString>, extra: &[(&str, &str)]) -> CredentialSource {
         let mut h = Sha256::new();
         h.update(b"ecr-cred source v1\0");
-        h.update(unsafe { libc::geteuid() }.to_le_bytes());
+        h.update(crate::sys::euid().to_le_bytes());
         for name in STEERING_VARS {
             if let Some(v) = var(name) {
                 h.update(name.as_bytes());
