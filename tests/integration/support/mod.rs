@@ -1,4 +1,4 @@
-//! Shared support for the root package's integration tests (`tests/helper_*.rs`).
+//! Shared support for the integration tests (`tests/integration/*.rs`, one binary).
 //!
 //! - [`repo_root`], [`helper_bin`]: where things are (the helper binary must already be built
 //!   with `cargo build --release --workspace`).
@@ -8,6 +8,7 @@
 //! - [`Moto`]: the patched moto server from tests/peers on a free port, with its call log.
 //! - [`fake_aws`]: a fake AWS endpoint in Rust for what moto cannot do.
 //! - [`broker`]: an `ecr-broker` process against the fake AWS.
+//! - [`mkfifo`], [`is_root`]: planting special files; whether the test runs as root.
 #![allow(dead_code)]
 
 pub mod broker;
@@ -35,6 +36,24 @@ pub fn helper_bin() -> PathBuf {
         panic!("build first: cargo build --release --workspace ({} is missing)", bin.display());
     }
     bin
+}
+
+/// Make a FIFO at `path` (0600), to plant where a regular file belongs.
+pub fn mkfifo(path: &Path) {
+    if let Err(e) = ecr_cred::sys::mkfifo(path) {
+        panic!("mkfifo {}: {e}", path.display());
+    }
+}
+
+/// Is this test process root?
+pub fn is_root() -> bool {
+    ecr_cred::sys::euid() == 0
+}
+
+/// Is this the full run (`ECR_CRED_FULL_RUN=1`, set by tests/run-all.sh)? There nothing may
+/// be left out: a missing peer or a missing privilege fails the test.
+pub fn full_run() -> bool {
+    std::env::var("ECR_CRED_FULL_RUN").is_ok_and(|v| v == "1")
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; a small race is accepted).
