@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::broker::{broker_bin, Broker, HOST, KEY_ID, SECRET};
 use support::fake_aws::{FakeAws, Mode};
-use support::{helper_bin, mkfifo, run_command, Helper};
+use support::{helper_bin, mkfifo, run_command, stuck_listener, Helper};
 
 const NOBODY: u32 = 65534;
 /// The helpers' own keys, distinct from the broker's: the fake AWS tells who called.
@@ -338,39 +338,6 @@ fn helpers_wait_for_a_healthy_brokers_single_slow_fetch_within_the_deadline() {
     assert!(own.is_empty(), "helpers raced the broker with {} calls of their own", own.len());
     let status: serde_json::Value = serde_json::from_slice(&broker.request("/v1/status").body).unwrap();
     assert_eq!(status["upstream_calls"], 1, "one upstream fetch for {HELPERS} helpers: {status}");
-}
-
-/// A Unix socket listening with the smallest queue and never accepting, its queue filled.
-fn stuck_listener(path: &Path) -> Vec<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let addr = |p: &Path| {
-        // SAFETY: plain data.
-        let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (d, s) in a.sun_path.iter_mut().zip(p.as_os_str().as_bytes()) {
-            *d = *s as libc::c_char;
-        }
-        a
-    };
-    let a = addr(path);
-    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    let mut fds = Vec::new();
-    // SAFETY: plain socket calls on descriptors we own (wrapped in OwnedFd at once).
-    unsafe {
-        let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
-        fds.push(std::os::fd::OwnedFd::from_raw_fd(l));
-        assert_eq!(libc::bind(l, (&a as *const libc::sockaddr_un).cast(), len), 0);
-        assert_eq!(libc::listen(l, 0), 0);
-        for _ in 0..64 {
-            let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
-            fds.push(std::os::fd::OwnedFd::from_raw_fd(c));
-            if libc::connect(c, (&a as *const libc::sockaddr_un).cast(), len) != 0 {
-                return fds;
-            }
-        }
-    }
-    panic!("the listen queue never filled");
 }
 
 #[test]
