@@ -15,7 +15,7 @@ mkdir -p docs
   echo
   echo "Produced by \`bench/all.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): the helper against Debian's"
   echo "Go helper side by side in one run, then the broker. Upstream calls per 1,000 cold clients"
-  echo "of one identity and region: exactly 1 (tests/broker_daemon.rs asserts it on every run)."
+  echo "of one identity and region: exactly 1 (tests/integration/broker_daemon.rs asserts it on every run)."
   echo
   sed 's/^#/##/' bench/results.md
   echo

@@ -45,13 +45,16 @@ impl fmt::Display for GetError {
     }
 }
 
+/// A change to the cache file, applied under its lock.
+pub type CacheChange = Box<dyn FnOnce(&mut CacheFile)>;
+
 /// What the cache or a fetch gives: the token, where to cache it, and what else to note.
 pub struct Found {
     pub token: Token,
     /// Cache the token under this key; `None` when it came from the cache.
     pub key: Option<TokenKey>,
     /// Anything else to write into the cache with it (a principal mapping, a registry used).
-    pub also: Option<Box<dyn FnOnce(&mut CacheFile)>>,
+    pub also: Option<CacheChange>,
 }
 
 /// The async runtime could not be started.
@@ -165,7 +168,7 @@ pub fn token_for(registry: &RegistryHost) -> Result<Token, GetError> {
         let key = TokenKey::new(principal, &registry.region, registry.variant, endpoint.as_deref());
         let token = snapshot.fresh_token(&key, now)?.clone();
         tracing::debug!(registry = %registry, principal, "cache hit");
-        let also: Option<Box<dyn FnOnce(&mut CacheFile)>> = if snapshot.registries.contains_key(&registry.host) {
+        let also: Option<CacheChange> = if snapshot.registries.contains_key(&registry.host) {
             None
         } else {
             let host = registry.host.clone();
@@ -341,7 +344,7 @@ mod tests {
         // Miss: one runtime, the fetch's token, cached under its key with what else it noted.
         let before = runtimes();
         let fetched = cache_else_fetch(Some(&cache), now, lookup, |_| async {
-            let also: Box<dyn FnOnce(&mut CacheFile)> = Box::new(move |c| c.note_registry("r.example", now));
+            let also: CacheChange = Box::new(move |c| c.note_registry("r.example", now));
             Ok::<_, String>(Found { token: token(now, now + 43_200), key: Some(key()), also: Some(also) })
         })
         .unwrap();

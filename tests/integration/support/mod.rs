@@ -1,4 +1,4 @@
-//! Shared support for the root package's integration tests (`tests/helper_*.rs`).
+//! Shared support for the integration tests (`tests/integration/*.rs`, one binary).
 //!
 //! - [`repo_root`], [`helper_bin`]: where things are (the helper binary must already be built
 //!   with `cargo build --release --workspace`).
@@ -8,6 +8,8 @@
 //! - [`Moto`]: the patched moto server from tests/peers on a free port, with its call log.
 //! - [`fake_aws`]: a fake AWS endpoint in Rust for what moto cannot do.
 //! - [`broker`]: an `ecr-broker` process against the fake AWS.
+//! - [`mkfifo`], [`stuck_listener`]: a FIFO where a file belongs, a socket whose queue is full.
+//! - [`is_root`], [`full_run`]: whether the test runs as root, and in tests/run-all.sh.
 #![allow(dead_code)]
 
 pub mod broker;
@@ -35,6 +37,57 @@ pub fn helper_bin() -> PathBuf {
         panic!("build first: cargo build --release --workspace ({} is missing)", bin.display());
     }
     bin
+}
+
+/// Make a FIFO at `path` (0600), to plant where a regular file belongs.
+pub fn mkfifo(path: &Path) {
+    if let Err(e) = ecr_cred::sys::mkfifo(path) {
+        panic!("mkfifo {}: {e}", path.display());
+    }
+}
+
+/// A Unix socket listening with the smallest queue and never accepting, its queue filled.
+pub fn stuck_listener(path: &Path) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let addr = |p: &Path| {
+        // SAFETY: plain data.
+        let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in a.sun_path.iter_mut().zip(p.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        a
+    };
+    let a = addr(path);
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let mut fds = Vec::new();
+    // SAFETY: plain socket calls on descriptors we own (wrapped in OwnedFd at once).
+    unsafe {
+        let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        fds.push(std::os::fd::OwnedFd::from_raw_fd(l));
+        assert_eq!(libc::bind(l, (&a as *const libc::sockaddr_un).cast(), len), 0);
+        assert_eq!(libc::listen(l, 0), 0);
+        for _ in 0..64 {
+            let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            fds.push(std::os::fd::OwnedFd::from_raw_fd(c));
+            if libc::connect(c, (&a as *const libc::sockaddr_un).cast(), len) != 0 {
+                return fds;
+            }
+        }
+    }
+    panic!("the listen queue never filled");
+}
+
+/// Is this test process root?
+pub fn is_root() -> bool {
+    ecr_cred::sys::euid() == 0
+}
+
+/// Is this the full run (`ECR_CRED_FULL_RUN=1`, set by tests/run-all.sh)? There nothing may
+/// be left out: a missing peer or a missing privilege fails the test.
+pub fn full_run() -> bool {
+    std::env::var("ECR_CRED_FULL_RUN").is_ok_and(|v| v == "1")
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; a small race is accepted).

@@ -3,7 +3,7 @@
 //! when a listener never answers, when it answers something else than 200, or when the path
 //! is not a socket at all.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -74,8 +74,7 @@ fn an_answer_other_than_200_fails() {
 fn a_path_that_is_not_a_socket_fails_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    support::mkfifo(&fifo);
     let run = healthcheck(&fifo, &[]);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.elapsed < Duration::from_secs(4), "took {:?}", run.elapsed);

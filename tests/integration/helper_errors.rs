@@ -1,7 +1,7 @@
 //! `docker-credential-ecr` when things go wrong: hosts it does not serve, no credentials,
 //! an unreachable or refusing AWS, hostile input; and the other actions of the protocol.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::fake_aws::{FakeAws, Mode};

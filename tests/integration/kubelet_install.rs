@@ -3,7 +3,7 @@
 //! second run byte-identical, the installed copy working as `ecr-credential-provider`, and the
 //! roots and folders it must refuse.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! upstream call for many cold clients, background refresh, serving through throttling,
 //! surviving restarts and SIGKILL, and refusing callers its policy does not allow.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -145,6 +145,7 @@ fn a_broker_killed_under_load_loses_no_helper_request() {
 }
 
 #[test]
+#[ignore = "needs root: tests/run-all.sh runs it"]
 fn a_policy_refusal_reaches_the_user_and_is_not_bypassed() {
     let fake = FakeAws::start();
     // Who may use a token is set on the identity; the rule only routes the registry to it.
@@ -331,6 +332,7 @@ fn libfaketime(multithreaded: bool) -> String {
 }
 
 #[test]
+#[ignore = "needs peer libfaketime: tests/run-all.sh runs it"]
 fn a_clock_that_jumps_past_expiry_never_gets_the_broker_s_held_token() {
     let fake = FakeAws::start();
     let dir = tempfile::tempdir().unwrap();

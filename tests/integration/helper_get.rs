@@ -1,7 +1,7 @@
 //! `docker-credential-ecr get` against the patched moto: every registry form, the token
 //! cache (hits, rotation, expiry, disabling it), the cache files' safety, and no secret in logs.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -30,6 +30,7 @@ fn assert_moto_credentials(run: &support::Run, server_url: &str) {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn get_answers_every_registry_form_from_its_own_region() {
     let moto = Moto::start();
     let cases = [
@@ -63,6 +64,7 @@ fn get_answers_every_registry_form_from_its_own_region() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn second_get_is_a_cache_hit_and_one_token_serves_every_account_of_a_region() {
     let moto = Moto::start();
     let helper = helper_for(&moto);
@@ -88,6 +90,7 @@ fn second_get_is_a_cache_hit_and_one_token_serves_every_account_of_a_region() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn rotated_credentials_of_one_role_share_its_token_and_another_role_does_not() {
     let moto = Moto::start();
     let puller = "arn:aws:iam::123456789012:role/Puller";
@@ -127,6 +130,7 @@ fn rotated_credentials_of_one_role_share_its_token_and_another_role_does_not() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn a_token_expired_on_arrival_is_used_once_with_a_warning_and_not_cached() {
     let moto = Moto::start_with_lifetime(Some(-60));
     let helper = helper_for(&moto);
@@ -142,6 +146,7 @@ fn a_token_expired_on_arrival_is_used_once_with_a_warning_and_not_cached() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn disabling_the_cache_fetches_every_time_and_writes_nothing() {
     let moto = Moto::start();
     let mut helper = helper_for(&moto);
@@ -155,6 +160,7 @@ fn disabling_the_cache_fetches_every_time_and_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn cache_files_are_private_and_hold_no_credentials() {
     let moto = Moto::start();
     let helper = helper_for(&moto);
@@ -174,6 +180,7 @@ fn cache_files_are_private_and_hold_no_credentials() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn a_corrupt_or_readable_cache_file_is_ignored_and_replaced() {
     let moto = Moto::start();
     for (what, content, mode) in [
@@ -213,11 +220,9 @@ fn a_corrupt_or_readable_cache_file_is_ignored_and_replaced() {
 }
 
 #[test]
+#[ignore = "needs root and peer moto: tests/run-all.sh runs it"]
 fn a_cache_folder_owned_by_another_user_is_not_used() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to chown");
-        return;
-    }
+    assert!(support::is_root(), "needs root to chown: run tests/run-all.sh");
     let moto = Moto::start();
     let mut helper = helper_for(&moto);
     let foreign = helper.home().join("foreign-cache");
@@ -236,6 +241,7 @@ fn a_cache_folder_owned_by_another_user_is_not_used() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn secrets_never_reach_the_logs_even_at_trace() {
     let moto = Moto::start();
     let session_token = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN-helper-get-0001";
@@ -341,6 +347,7 @@ fn a_changed_aws_config_file_asks_sts_again_but_reuses_the_principals_token() {
 }
 
 #[test]
+#[ignore = "needs peer libfaketime: tests/run-all.sh runs it"]
 fn a_clock_that_jumps_past_expiry_never_gets_the_cached_token() {
     let fake = support::fake_aws::FakeAws::start();
     let mut h = Helper::new();

@@ -4,9 +4,9 @@
 //! Real helper processes against the fake AWS, which records the access key id that signed
 //! each call and answers GetCallerIdentity per key.
 //!
-//! Build first: `cargo build --release --workspace`, then `cargo test --release --test helper_profiles`.
+//! Build first: `cargo build --release --workspace`, then `cargo test --release --test integration helper_profiles::`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::fake_aws::FakeAws;
@@ -192,8 +192,7 @@ fn a_broken_user_config_is_a_clear_error_and_a_fifo_does_not_hang() {
     assert!(run.stdout.contains("config.toml") && run.stdout.contains("not defined"), "{run:#?}");
 
     std::fs::remove_file(&cfg).unwrap();
-    let c = std::ffi::CString::new(cfg.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    support::mkfifo(&cfg);
     let run = h.get(ALPHA_HOST);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.stdout.contains("not a regular file"), "{run:#?}");

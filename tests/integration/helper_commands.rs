@@ -1,7 +1,7 @@
 //! The helper's commands for scripts and CI: `get-login-password`, `login --github-actions`
 //! and `status`, run as real processes against patched moto and a real broker.
 
-mod support;
+use crate::support;
 
 use support::{Helper, Moto};
 
@@ -15,6 +15,7 @@ fn helper(moto: &Moto) -> Helper {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn get_login_password_prints_the_password_alone() {
     let moto = Moto::start();
     let h = helper(&moto);
@@ -26,6 +27,7 @@ fn get_login_password_prints_the_password_alone() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn get_login_password_for_a_host_that_is_not_ecr_fails_on_stderr() {
     let moto = Moto::start();
     let run = helper(&moto).run(&["get-login-password", "docker.io"], b"");
@@ -36,6 +38,7 @@ fn get_login_password_for_a_host_that_is_not_ecr_fails_on_stderr() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn login_for_github_actions_masks_first_and_writes_the_outputs_amazon_ecr_login_writes() {
     let moto = Moto::start();
     let mut h = helper(&moto);
@@ -61,6 +64,7 @@ fn login_for_github_actions_masks_first_and_writes_the_outputs_amazon_ecr_login_
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn login_without_the_runner_output_file_or_with_a_bad_host_fails_clearly() {
     let moto = Moto::start();
     let h = helper(&moto);
@@ -74,6 +78,7 @@ fn login_without_the_runner_output_file_or_with_a_bad_host_fails_clearly() {
 }
 
 #[test]
+#[ignore = "needs peer moto: tests/run-all.sh runs it"]
 fn status_without_a_broker_shows_the_local_cache_without_secrets() {
     let moto = Moto::start();
     let h = helper(&moto);

@@ -2,9 +2,9 @@
 //! stderr with exit 2 (and nothing on a password pipe), shell completions and man pages, and
 //! `status --json`. Real processes; bash checks the completion script it is given.
 //!
-//! Build first: `cargo build --release --workspace`, then `cargo test --release --test helper_cli`.
+//! Build first: `cargo build --release --workspace`, then `cargo test --release --test integration helper_cli::`.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! kernel keyring; shared by separate helper runs of one user, listed without their secrets,
 //! and never written to a file.
 
-mod support;
+use crate::support;
 
 use support::Helper;
 
@@ -240,6 +240,7 @@ fn login(url: &str, user: &str, secret: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs peers dbus, gnome-keyring, docker-credential-secretservice: tests/run-all.sh runs it"]
 fn logins_are_shared_with_docker_credential_secretservice_both_ways() {
     let session = SecretServiceSession::start();
     let ours = session.helper();
@@ -289,6 +290,7 @@ fn logins_are_shared_with_docker_credential_secretservice_both_ways() {
 }
 
 #[test]
+#[ignore = "needs peers dbus, gnome-keyring, docker-credential-secretservice: tests/run-all.sh runs it"]
 fn without_a_session_bus_the_kernel_keyring_is_used() {
     let session = SecretServiceSession::start();
     let url = unique_host("no-bus");
@@ -310,6 +312,7 @@ fn without_a_session_bus_the_kernel_keyring_is_used() {
 /// Runs as a fresh uid (the test runs as root, whose quota is far larger), in a named session
 /// keyring that a holder process keeps alive between helper runs and that goes when it ends.
 #[test]
+#[ignore = "needs root: tests/run-all.sh runs it"]
 fn a_full_kernel_keyring_quota_is_named_with_its_size() {
     use std::os::unix::process::CommandExt;
     assert_eq!(unsafe { libc::geteuid() }, 0, "this test switches to another uid and must run as root");
@@ -372,6 +375,7 @@ fn a_full_kernel_keyring_quota_is_named_with_its_size() {
 /// `get` of a host that is not ECR when the keyring cannot answer (here: the bus's Secret
 /// Service fails to start): not-found on stdout as ever, and the reason on stderr.
 #[test]
+#[ignore = "needs peers dbus, gnome-keyring, docker-credential-secretservice: tests/run-all.sh runs it"]
 fn a_failed_keyring_lookup_is_explained_on_stderr_before_not_found() {
     let session = SecretServiceSession::start_broken();
     let get = session.helper().get("https://registry.example.test");

@@ -1,6 +1,6 @@
 //! An `ecr-broker` process for tests: started in a private folder against the fake AWS,
-//! asked over its socket, signalled, restarted. Shared by tests/broker_daemon.rs and
-//! tests/secret_leak.rs.
+//! asked over its socket, signalled, restarted. Shared by tests/integration/broker_daemon.rs and
+//! tests/integration/secret_leak.rs.
 
 use super::fake_aws::FakeAws;
 use super::Helper;
