@@ -419,7 +419,16 @@ fn a_socket_passed_by_systemd_is_served_and_closed_on_exec() {
     unsafe {
         cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
     }
-    let mut child = cmd.spawn().unwrap();
+    /// Killed if the test fails before it stops the broker.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut running = Running(cmd.spawn().unwrap());
+    let child = &mut running.0;
     drop(listener);
     let started = Instant::now();
     let log = || std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default();
