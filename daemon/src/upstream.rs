@@ -3,7 +3,9 @@
 //!
 //! SDK configurations are built once per identity and region and kept, so the credential
 //! provider's own cache (assumed-role sessions, SSO, instance metadata) is reused between
-//! refreshes; they share one HTTP client and one parse of the AWS config files. A new
+//! refreshes; they share one HTTP client, and a profile's provider is built only while its
+//! credentials are resolved (`ecr_cred::aws`, so 1,000 profile identities do not keep 1,000
+//! parses of the AWS config files). A new
 //! configuration (a reload) starts the cache again, so edited AWS config files and profiles
 //! take effect. STS GetCallerIdentity runs beside the token call to learn the principal for
 //! `/v1/status`; its failure does not matter.
