@@ -5,7 +5,7 @@
 //! waited on), and its folder must be ours and closed to other writers ([`safe_fs`]).
 
 use crate::store::{SlotKey, TokenStore};
-use ecr_cred::aws::endpoint_override;
+use ecr_cred::aws::{endpoint_override, Identity};
 use ecr_cred::config::Config;
 use ecr_cred::principal::hex;
 use ecr_cred::registry::EndpointVariant;
@@ -17,6 +17,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 const VERSION: u32 = 1;
+// The identity digest's form changed once (from `Debug` output to `stable_form`): a state
+// file from before is read, its digests do not match, and its tokens are fetched again once.
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -39,7 +41,23 @@ struct Entry {
 
 fn identity_digest(config: &Config, name: &str) -> Option<String> {
     let identity = config.identity(name)?;
-    Some(hex(&Sha256::digest(format!("{identity:?}").as_bytes()))[..32].to_string())
+    Some(hex(&Sha256::digest(stable_form(&identity).as_bytes()))[..32].to_string())
+}
+
+/// An identity's configuration written out field by field, so its digest changes only when
+/// the configuration does: not with the `Debug` output of a Rust release or a new field of
+/// the type. A field that decides which credentials are used must be added here.
+fn stable_form(identity: &Identity) -> String {
+    let text = |v: Option<&str>| v.map_or_else(|| "-".to_string(), |s| format!("\"{}\"", s.escape_default()));
+    let role = identity.role.as_ref();
+    [
+        format!("profile {}", text(identity.profile.as_deref())),
+        format!("role_arn {}", text(role.map(|r| r.role_arn.as_str()))),
+        format!("external_id {}", text(role.and_then(|r| r.external_id.as_deref()))),
+        format!("session_name {}", text(role.and_then(|r| r.session_name.as_deref()))),
+        format!("duration_secs {}", role.and_then(|r| r.duration_secs).map_or_else(|| "-".to_string(), |d| d.to_string())),
+    ]
+    .join("\n")
 }
 
 /// Write every valid token to `path`.
@@ -103,4 +121,47 @@ pub fn load(path: &Path, store: &TokenStore, config: &Config) -> usize {
         }
     }
     loaded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecr_cred::aws::AssumeRole;
+
+    fn role(arn: &str) -> Identity {
+        Identity {
+            profile: Some("ci".into()),
+            role: Some(AssumeRole { role_arn: arn.into(), external_id: None, session_name: Some("s".into()), duration_secs: Some(900) }),
+        }
+    }
+
+    #[test]
+    fn the_identity_form_is_written_field_by_field() {
+        assert_eq!(
+            stable_form(&role("arn:aws:iam::111122223333:role/pull")),
+            "profile \"ci\"\nrole_arn \"arn:aws:iam::111122223333:role/pull\"\nexternal_id -\nsession_name \"s\"\nduration_secs 900"
+        );
+        assert_eq!(stable_form(&Identity::default()), "profile -\nrole_arn -\nexternal_id -\nsession_name -\nduration_secs -");
+    }
+
+    #[test]
+    fn every_field_that_picks_credentials_changes_the_form() {
+        let base = role("arn:aws:iam::111122223333:role/pull");
+        let mut changed = vec![role("arn:aws:iam::111122223333:role/push"), Identity { profile: None, ..base.clone() }];
+        for f in [
+            |r: &mut AssumeRole| r.external_id = Some("x".into()),
+            |r: &mut AssumeRole| r.session_name = None,
+            |r: &mut AssumeRole| r.duration_secs = Some(3600),
+        ] {
+            let mut i = base.clone();
+            f(i.role.as_mut().unwrap());
+            changed.push(i);
+        }
+        for c in changed {
+            assert_ne!(stable_form(&c), stable_form(&base), "{c:?}");
+        }
+        // A value cannot pose as another field: quotes and newlines are escaped.
+        let tricky = Identity { profile: Some("ci\"\nrole_arn \"x".into()), role: None };
+        assert_eq!(stable_form(&tricky).lines().count(), 5);
+    }
 }
