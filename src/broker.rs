@@ -224,9 +224,13 @@ pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
 /// up only when the socket or its folder belongs to someone other than root or us).
 pub fn check_socket_owner_with(socket: &Path, broker_uid: Option<u32>) -> Result<(), String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let broker = || match broker_uid {
-        Some(uid) => (Some(uid), format!("uid {uid} ({BROKER_UID_ENV})")),
-        None => (broker_user_uid(), BROKER_USER.to_string()),
+    // Looked up once, and only when root and us are not enough.
+    let looked_up = std::cell::OnceCell::new();
+    let broker = || {
+        looked_up.get_or_init(|| match broker_uid {
+            Some(uid) => (Some(uid), format!("uid {uid} ({BROKER_UID_ENV})")),
+            None => (broker_user_uid(), BROKER_USER.to_string()),
+        })
     };
     let trusted = |uid: u32| uid == 0 || uid == crate::safe_fs::euid() || Some(uid) == broker().0;
     let meta = match std::fs::symlink_metadata(socket) {

@@ -133,7 +133,8 @@ mod tests {
 root:x:0:0:root:/root:/bin/bash
 
    # an indented comment
-+nisuser::::::
+#olduser:x:4000:4000::/home/old:/bin/sh
++nisuser:x:4001:4001::/home/nis:/bin/sh
 short:x:5
 bad:x:notanumber:1::/nowhere:/bin/sh
 alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash
@@ -150,6 +151,7 @@ ecr-broker:x:998:
 staff:x:50: alice
 alice:x:1000:
 oops:x:zz:alice
+#old:x:4000:alice
 ";
 
     #[test]
@@ -159,8 +161,10 @@ oops:x:zz:alice
         assert_eq!(files::uid_by_name(PASSWD, "alice"), Some(1000), "the first entry wins");
         assert_eq!(files::uid_by_name(PASSWD, "short"), None, "a line with too few fields");
         assert_eq!(files::uid_by_name(PASSWD, "bad"), None, "a uid that is no number");
-        assert_eq!(files::uid_by_name(PASSWD, "+nisuser"), None);
-        assert_eq!(files::uid_by_name(PASSWD, "# a comment line"), None);
+        assert_eq!(files::uid_by_name(PASSWD, "+nisuser"), None, "NIS compat lines are no users");
+        assert_eq!(files::uid_by_name(PASSWD, "#olduser"), None, "a commented-out user");
+        assert_eq!(files::home_of(PASSWD, 4000), None, "a commented-out user");
+        assert_eq!(files::home_of(PASSWD, 4001), None, "NIS compat lines are no users");
         assert_eq!(files::uid_by_name(PASSWD, "nobody"), None);
         assert_eq!(files::uid_by_name("", "root"), None);
         assert_eq!(files::home_of(PASSWD, 1000), Some(PathBuf::from("/home/alice")));
@@ -175,6 +179,7 @@ oops:x:zz:alice
         assert_eq!(files::gid_by_name(GROUP, "short"), None);
         assert_eq!(files::gid_by_name(GROUP, "oops"), None);
         assert_eq!(files::gid_by_name(GROUP, "# groups"), None);
+        assert_eq!(files::gid_by_name(GROUP, "#old"), None, "a commented-out group");
         assert_eq!(files::groups_of(PASSWD, GROUP, 1000), vec![1000, 999, 50]);
         assert_eq!(files::groups_of(PASSWD, GROUP, 998), vec![998]);
         assert_eq!(files::groups_of(PASSWD, GROUP, 4242), Vec::<u32>::new(), "no entry, no groups");
