@@ -201,13 +201,38 @@ pub const SYSTEM_SOCKET: &str = crate::paths::SYSTEM_BROKER_SOCKET;
 /// The system broker's user (packaging/systemd/ecr-broker.service, packaging/sysusers.d).
 pub const BROKER_USER: &str = "ecr-broker";
 
+/// The environment variable naming the broker's uid, for a broker that runs as a uid with no
+/// local `ecr-broker` user (the container image and the DaemonSet run as 65532). Whoever sets
+/// the helper's environment controls the helper anyway, so it is trusted like the socket path.
+pub const BROKER_UID_ENV: &str = "ECR_BROKER_UID";
+
 /// May the helper trust whatever listens on `socket`? Only if the socket, and the folder it is
-/// in, belong to root, to us or to the [`BROKER_USER`], and no one else can write to that
-/// folder (so no one else can swap the socket). `Err` says why not. A socket that does not
-/// exist is not refused here: connecting to it then finds no broker.
+/// in, belong to root, to us or to the broker's uid (`ECR_BROKER_UID` when set, else the
+/// [`BROKER_USER`]'s), and no one else can write to that folder (so no one else can swap the
+/// socket). `Err` says why not. A socket that does not exist is not refused here: connecting
+/// to it then finds no broker.
 pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
+    let broker_uid = match std::env::var(BROKER_UID_ENV) {
+        Ok(v) if !v.is_empty() => Some(v.trim().parse::<u32>().map_err(|_| format!("{BROKER_UID_ENV}={v:?} is not a uid (a number)"))?),
+        Ok(_) | Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{BROKER_UID_ENV} is not a uid (a number)")),
+    };
+    check_socket_owner_with(socket, broker_uid)
+}
+
+/// [`check_socket_owner`] with the broker's uid given (`None`: the [`BROKER_USER`]'s, looked
+/// up only when the socket or its folder belongs to someone other than root or us).
+pub fn check_socket_owner_with(socket: &Path, broker_uid: Option<u32>) -> Result<(), String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let trusted = |uid: u32| uid == 0 || uid == crate::safe_fs::euid() || Some(uid) == broker_user_uid();
+    // Looked up once, and only when root and us are not enough.
+    let looked_up = std::cell::OnceCell::new();
+    let broker = || {
+        looked_up.get_or_init(|| match broker_uid {
+            Some(uid) => (Some(uid), format!("uid {uid} ({BROKER_UID_ENV})")),
+            None => (broker_user_uid(), BROKER_USER.to_string()),
+        })
+    };
+    let trusted = |uid: u32| uid == 0 || uid == crate::safe_fs::euid() || Some(uid) == broker().0;
     let meta = match std::fs::symlink_metadata(socket) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -217,12 +242,12 @@ pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
         return Err("it is not a socket".into());
     }
     if !trusted(meta.uid()) {
-        return Err(format!("it belongs to uid {}, not to root, us or {BROKER_USER}", meta.uid()));
+        return Err(format!("it belongs to uid {}, not to root, us or {}", meta.uid(), broker().1));
     }
     let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let d = std::fs::metadata(dir).map_err(|e| format!("cannot stat its folder: {e}"))?;
     if !trusted(d.uid()) {
-        return Err(format!("its folder {} belongs to uid {}, not to root, us or {BROKER_USER}", dir.display(), d.uid()));
+        return Err(format!("its folder {} belongs to uid {}, not to root, us or {}", dir.display(), d.uid(), broker().1));
     }
     if d.mode() & 0o022 != 0 {
         return Err(format!("its folder {} (mode {:o}) lets other users replace it", dir.display(), d.mode() & 0o7777));
@@ -232,7 +257,7 @@ pub fn check_socket_owner(socket: &Path) -> Result<(), String> {
 
 /// The uid of [`BROKER_USER`], if the user exists.
 fn broker_user_uid() -> Option<u32> {
-    crate::sys::uid_of_user(BROKER_USER)
+    crate::users::uid_by_name(BROKER_USER)
 }
 
 /// A response: status code and body.
@@ -366,6 +391,33 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n").is_none());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab").is_none());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn a_socket_of_the_named_broker_uid_is_trusted_in_a_closed_folder_only() {
+        use std::os::unix::fs::PermissionsExt;
+        // chown needs root: the test suite runs as root (tests/run-all.sh); fail loudly if not.
+        assert_eq!(crate::sys::euid(), 0, "this test chowns files: run it as root");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let sock = dir.join("broker.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65532), Some(65532)).unwrap();
+        std::os::unix::fs::chown(&sock, Some(65532), Some(65532)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let err = check_socket_owner_with(&sock, None).unwrap_err();
+        assert!(err.contains("uid 65532"), "{err}");
+        check_socket_owner_with(&sock, Some(65532)).unwrap();
+        let err = check_socket_owner_with(&sock, Some(65533)).unwrap_err();
+        assert!(err.contains("not to root, us or uid 65533 (ECR_BROKER_UID)"), "{err}");
+        // The socket of the named uid in a folder of someone else: refused.
+        std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+        assert!(check_socket_owner_with(&sock, Some(65532)).unwrap_err().contains("its folder"));
+        // ... or in its own folder that others can write to: refused.
+        std::os::unix::fs::chown(&dir, Some(65532), None).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(check_socket_owner_with(&sock, Some(65532)).unwrap_err().contains("replace it"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`paths`]: home, cache and config locations from the environment.
 //! - [`safe_fs`]: opening files we own without following links or blocking; private folders.
 //! - [`sys`]: every `unsafe` libc call of the library and the helper, behind safe functions.
+//! - [`users`]: users and groups by name and number (NSS, or the files in static builds).
 //! - [`logging`]: stderr logging that never prints a secret.
 
 #[cfg(feature = "aws")]
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod safe_fs;
 pub mod sys;
 pub mod token;
+pub mod users;
 
 pub use registry::{EndpointVariant, RegistryHost};
 pub use token::Token;

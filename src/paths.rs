@@ -10,7 +10,7 @@ pub fn home_dir() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return Some(PathBuf::from(h));
     }
-    crate::sys::passwd_home()
+    crate::users::home_of(crate::sys::euid())
 }
 
 /// The helper's cache folder: `$AWS_ECR_CACHE_DIR`, else `$XDG_CACHE_HOME/ecr-cred`,

@@ -71,6 +71,31 @@ pub fn read_private(path: &Path, max: u64) -> Result<Option<String>, String> {
     Ok(Some(text))
 }
 
+/// Read a system file that is not ours (`/etc/passwd`, `/etc/group`): only a regular file (not
+/// a link, FIFO or device), at most `max` bytes. `Ok(None)` when it does not exist; `Err` says
+/// why it is not read. Never blocks on a special file.
+pub fn read_system_file(path: &Path, max: u64) -> Result<Option<String>, String> {
+    let f = match OpenOptions::new().read(true).custom_flags(SAFE_FLAGS).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("a symbolic link, not a regular file".into()),
+        Err(e) => return Err(format!("cannot open: {e}")),
+    };
+    let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err(if meta.file_type().is_fifo() { "a FIFO, not a regular file" } else { "not a regular file" }.into());
+    }
+    if meta.len() > max {
+        return Err(format!("{} bytes is too large", meta.len()));
+    }
+    let mut text = String::new();
+    f.take(max + 1).read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > max {
+        return Err("grew too large while being read".into());
+    }
+    Ok(Some(text))
+}
+
 /// Replace `path` atomically with `bytes`: a 0600 temporary file beside it (created new, never
 /// through a link), synced, renamed over `path`.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -18,15 +18,16 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// The home folder of our effective user in the password database.
-pub fn passwd_home() -> Option<PathBuf> {
+/// The home folder of the user `uid` in the password database (NSS). Only dynamically linked
+/// builds call this (see [`crate::users`]).
+pub fn nss_home_of(uid: u32) -> Option<PathBuf> {
     // SAFETY: getpwuid_r writes only into the buffers we hand it; pw_dir points into `buf`,
     // which outlives the CStr read from it.
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(libc::geteuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
         if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
             return None;
         }
@@ -35,8 +36,8 @@ pub fn passwd_home() -> Option<PathBuf> {
     }
 }
 
-/// The uid of the user `name` in the password database, if it exists.
-pub fn uid_of_user(name: &str) -> Option<u32> {
+/// The uid of the user `name` in the password database (NSS), if it exists.
+pub fn nss_uid_by_name(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: getpwnam_r writes only into the buffers we hand it.
     unsafe {
@@ -45,6 +46,44 @@ pub fn uid_of_user(name: &str) -> Option<u32> {
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
         (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+    }
+}
+
+/// The gid of the group `name` in the group database (NSS), if it exists.
+pub fn nss_gid_by_name(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam_r writes only into the buffers we hand it.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16384];
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut result);
+        (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+    }
+}
+
+/// The groups of the user `uid` in the group database (NSS, `getgrouplist`): empty if the
+/// uid has no password entry.
+pub fn nss_groups_of(uid: u32) -> Vec<u32> {
+    // SAFETY: getpwuid_r and getgrouplist write only into buffers we own and size.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+            return Vec::new();
+        }
+        // gid_t on Linux, c_int on macOS: the same size, so the casts are exact.
+        let mut n: libc::c_int = 64;
+        let mut groups = vec![0u32; n as usize];
+        if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
+            groups.resize(n.max(0) as usize, 0);
+            if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
+                return Vec::new();
+            }
+        }
+        groups.truncate(n.max(0) as usize);
+        groups
     }
 }
 
@@ -151,8 +190,11 @@ mod tests {
     #[test]
     fn our_uids_and_the_root_user() {
         assert_eq!(euid(), std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap());
-        assert_eq!(uid_of_user("root"), Some(0));
-        assert_eq!(uid_of_user("no-such-user-ecr-cred"), None);
-        assert_eq!(uid_of_user("a\0b"), None);
+        assert_eq!(nss_uid_by_name("root"), Some(0));
+        assert_eq!(nss_uid_by_name("no-such-user-ecr-cred"), None);
+        assert_eq!(nss_uid_by_name("a\0b"), None);
+        assert_eq!(nss_gid_by_name("root"), Some(0));
+        assert_eq!(nss_gid_by_name("no-such-group-ecr-cred"), None);
+        assert!(nss_groups_of(0).contains(&0));
     }
 }

@@ -634,6 +634,80 @@ tarballs() {
   completions_and_man ecr-broker "$bd/share" zsh/site-functions --check-config
 }
 
+# The static binaries never load an NSS module: they read /etc/passwd and /etc/group
+# themselves (src/users.rs). Each lookup that crashed them with SIGSEGV in libnss_systemd.so.2
+# on Debian 12 (docs/install-walkthrough.md) now answers, here with the tarballs' binaries:
+# the helper as a uid without an entry and without HOME; the helper as root before a socket
+# of uid 65532 with no ecr-broker user (and, with ECR_BROKER_UID=65532, asking that broker);
+# the broker with allow_gids asked by a uid without an entry. Needs uids 4242 and 65532
+# without an /etc/passwd entry and no ecr-broker user; a host where that is not so fails.
+static_lookups_without_nss() { # static_lookups_without_nss HELPER BROKER
+  local h="$1" b="$2" d="$WORK/nss" rc reg=123456789012.dkr.ecr.us-east-1.amazonaws.com
+  local u
+  for u in 4242 65532; do
+    if awk -F: -v u="$u" '$3 == u { f = 1 } END { exit !f }' /etc/passwd; then echo "uid $u has an /etc/passwd entry here"; return 1; fi
+  done
+  if grep -q '^ecr-broker:' /etc/passwd; then echo "this host has an ecr-broker user"; return 1; fi
+  grep -E '^(passwd|group):' /etc/nsswitch.conf || true
+  mkdir -p "$d/home" "$d/run" "$d/b1"
+  # uids 4242 and 65532 must reach the binaries and sockets under $WORK (mktemp: 0700).
+  chmod 0711 "$WORK"; chmod 0755 "$d" "$d/b1"
+  : >"$d/empty.toml"; chmod 0644 "$d/empty.toml"
+  local aws=(AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= AWS_ECR_DISABLE_CACHE=true)
+
+  # 1. The helper as uid 4242 (no entry), HOME unset.
+  rc=0
+  env -i PATH=/usr/bin:/bin ECR_BROKER_SOCKET=none "${aws[@]}" setpriv --reuid 4242 --regid 4242 --clear-groups \
+    "$h" get <<<"$reg" >"$d/1.out" 2>&1 || rc=$?
+  echo "1. helper as uid 4242 without HOME: exit $rc"; cat "$d/1.out"
+  [ "$rc" -eq 1 ]
+  grep -q 'no usable AWS credentials' "$d/1.out"
+
+  # 2. A broker running as 65532 on a socket in a 0750 folder of 65532 (the container's and
+  # the DaemonSet's); the helper as root, no ecr-broker user here.
+  chown 65532:65532 "$d/run"; chmod 0750 "$d/run"
+  env -i PATH=/usr/bin:/bin HOME=/nonexistent "${aws[@]}" setpriv --reuid 65532 --regid 65532 --clear-groups \
+    "$b" --config "$d/empty.toml" --socket "$d/run/broker.sock" --state "$d/run/state.json" >"$d/b2.log" 2>&1 &
+  local bp=$!
+  for _ in $(seq 50); do [ -S "$d/run/broker.sock" ] && break; sleep 0.1; done
+  [ -S "$d/run/broker.sock" ] || { echo "the broker as 65532 did not start"; cat "$d/b2.log"; return 1; }
+  rc=0
+  env -i PATH=/usr/bin:/bin HOME="$d/home" ECR_BROKER_SOCKET="$d/run/broker.sock" "${aws[@]}" "$h" get <<<"$reg" >"$d/2.out" 2>&1 || rc=$?
+  echo "2. helper as root, socket of uid 65532: exit $rc"; cat "$d/2.out"
+  [ "$rc" -eq 1 ]
+  grep -q 'not asking this ecr-broker: it belongs to uid 65532' "$d/2.out"
+  grep -q 'no usable AWS credentials' "$d/2.out"
+  rc=0
+  env -i PATH=/usr/bin:/bin HOME="$d/home" ECR_BROKER_SOCKET="$d/run/broker.sock" ECR_BROKER_UID=65532 "${aws[@]}" \
+    "$h" get <<<"$reg" >"$d/2b.out" 2>&1 || rc=$?
+  echo "2b. the same with ECR_BROKER_UID=65532: exit $rc"; cat "$d/2b.out"
+  [ "$rc" -eq 1 ]
+  grep -q 'the ecr-broker could not get a token' "$d/2b.out"
+  if grep -q 'not asking' "$d/2b.out"; then echo "ECR_BROKER_UID=65532 did not make the socket trusted"; return 1; fi
+  kill "$bp"; wait "$bp" || true
+
+  # 3. The broker (root) with allow_gids, asked by uid/gid 4242 (no entry) over a 0666 socket.
+  printf 'allow_gids = [4243]\nsocket_mode = "0666"\n' >"$d/b1/config.toml"
+  env -i PATH=/usr/bin:/bin HOME="$d/home" "${aws[@]}" \
+    "$b" --config "$d/b1/config.toml" --socket "$d/b1/broker.sock" --state "$d/b1/state.json" >"$d/b1.log" 2>&1 &
+  bp=$!
+  for _ in $(seq 50); do [ -S "$d/b1/broker.sock" ] && break; sleep 0.1; done
+  [ -S "$d/b1/broker.sock" ] || { echo "the broker with allow_gids did not start"; cat "$d/b1.log"; return 1; }
+  rc=0
+  env -i PATH=/usr/bin:/bin HOME=/nonexistent ECR_BROKER_SOCKET="$d/b1/broker.sock" "${aws[@]}" \
+    setpriv --reuid 4242 --regid 4242 --clear-groups "$h" get <<<"$reg" >"$d/3.out" 2>&1 || rc=$?
+  echo "3. uid 4242 asks the broker with allow_gids: exit $rc"; cat "$d/3.out"
+  local alive=0; kill -0 "$bp" 2>/dev/null || alive=$?
+  kill "$bp" 2>/dev/null || true
+  local rc2=0; wait "$bp" || rc2=$?
+  echo "broker: alive after the request: $([ "$alive" = 0 ] && echo yes || echo no), exit $rc2"; tail -n 5 "$d/b1.log"
+  [ "$alive" -eq 0 ]
+  [ "$rc2" -ne 139 ]
+  [ "$rc" -eq 1 ]
+  # gid 4243 is not the caller's: the broker looks up uid 4242's groups (none) and refuses.
+  grep -q 'the ecr-broker refused this request: uid 4242 may use no identity' "$d/3.out"
+}
+
 # The image: `podman load` accepts the archive; it runs with no network; the helper inside
 # resolves a name through /etc/hosts (nsswitch `files`) and reaches a server by it.
 IMAGE_REF=""
@@ -742,6 +816,14 @@ check "docker-credential-ecr .deb: dpkg --root install, run, provider link, comp
 check "ecr-broker .deb: control, conffiles, maintainer scripts in order, files, unpacked run, completions, man page" deb_broker_package
 check ".rpm x2: names, versions, file lists, config, requires, scriptlets" rpm_packages
 check "static tarballs: contents, no interpreter, run, completions and man pages" tarballs
+static_nss() {
+  local t="$WORK/nss-tar" h b
+  mkdir -p "$t"
+  h="$(dist_one 'docker-credential-ecr-*.tar.gz')"; b="$(dist_one 'ecr-broker-*.tar.gz')"
+  tar -C "$t" -xzf "$h"; tar -C "$t" -xzf "$b"
+  static_lookups_without_nss "$t/$(basename "$h" .tar.gz)/docker-credential-ecr" "$t/$(basename "$b" .tar.gz)/ecr-broker"
+}
+check "static binaries: no NSS module loaded (uid without an entry, socket of uid 65532, ECR_BROKER_UID, allow_gids)" static_nss
 check "OCI image: podman load, runs offline as 65532, broker healthcheck passes" image_loads_and_runs
 check "OCI image: a name from /etc/hosts resolves inside (static glibc, nsswitch files)" image_resolves_names
 
@@ -840,7 +922,7 @@ for where, ds in by_kind.get("DaemonSet", []):
             p(where, f"/etc/eks is mounted by {users}, expected only install-provider")
     for c in pod.get("initContainers") or []:
         if c.get("name") == "install-provider":
-            if c.get("command") != ["/usr/bin/docker-credential-ecr", "kubelet", "install", "--root", "/host"]:
+            if c.get("command") != ["/usr/bin/docker-credential-ecr", "kubelet", "install", "--root", "/host", "--broker-uid", "65532"]:
                 p(where, f"install-provider runs {c.get('command')}")
             if [m["mountPath"] for m in c.get("volumeMounts") or []] != ["/host/etc/eks"]:
                 p(where, "install-provider must mount the host's /etc/eks at /host/etc/eks, and nothing else")

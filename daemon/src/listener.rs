@@ -182,26 +182,8 @@ pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>, shutdown: 
 /// The answer to a connection past its uid's share or the total.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 69\r\nconnection: close\r\n\r\n{\"error\":\"busy\",\"reason\":\"too many open connections from this user\"}\n";
 
-/// The caller's supplementary groups, from the group database.
+/// The caller's groups, from the group database (the files in static builds, see
+/// [`ecr_cred::users`]).
 fn supplementary_groups(uid: u32) -> Vec<u32> {
-    // SAFETY: getpwuid_r and getgrouplist write only into buffers we own and size.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
-            return Vec::new();
-        }
-        // gid_t on Linux, c_int on macOS: the same size, so the casts are exact.
-        let mut n: libc::c_int = 64;
-        let mut groups = vec![0u32; n as usize];
-        if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
-            groups.resize(n.max(0) as usize, 0);
-            if libc::getgrouplist(pwd.pw_name, pwd.pw_gid as _, groups.as_mut_ptr() as *mut _, &mut n) < 0 {
-                return Vec::new();
-            }
-        }
-        groups.truncate(n.max(0) as usize);
-        groups
-    }
+    ecr_cred::users::groups_of(uid)
 }

@@ -238,11 +238,5 @@ fn group_id(name: &str) -> Result<u32, String> {
     if let Ok(n) = name.parse() {
         return Ok(n);
     }
-    let c = std::ffi::CString::new(name).map_err(|_| format!("socket_group {name:?} is not a group"))?;
-    // SAFETY: getgrnam returns a pointer into static storage or null; we read one field at once.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    if gr.is_null() {
-        return Err(format!("socket_group {name:?}: no such group"));
-    }
-    Ok(unsafe { (*gr).gr_gid })
+    ecr_cred::users::gid_by_name(name).ok_or_else(|| format!("socket_group {name:?}: no such group"))
 }

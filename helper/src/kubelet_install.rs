@@ -12,7 +12,10 @@
 //! - `etc/eks/image-credential-provider/config.json`: the provider configuration of
 //!   `configure --kubelet` as JSON (the AMI's own file is JSON), with every partition's host
 //!   form in `matchImages`. The `env` list of the original `ecr-credential-provider` entry
-//!   (EKS hybrid nodes set `AWS_CONFIG_FILE`/`AWS_PROFILE` there) is kept.
+//!   (EKS hybrid nodes set `AWS_CONFIG_FILE`/`AWS_PROFILE` there) is kept. With
+//!   `--broker-uid UID`, `ECR_BROKER_UID=UID` is set in that list (replacing an older value):
+//!   the provider then trusts a broker socket owned by that uid (the DaemonSet's broker runs
+//!   as 65532).
 //!
 //! Each original is kept once, as `<name>.orig` (a hard link to the original file, so its
 //! bytes, mode and owner are exactly kept; a backup that exists is never replaced). A file
@@ -68,20 +71,24 @@ struct InstallArgs {
     /// The node's root folder: / on the node, or where the host's root is mounted.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
+    /// The uid the node's broker runs as (the DaemonSet's: 65532): the provider's env gets
+    /// ECR_BROKER_UID=UID, so it trusts a broker socket owned by that uid.
+    #[arg(long, value_name = "UID")]
+    broker_uid: Option<u32>,
 }
 
 /// `kubelet install ARGS...`: the report on stdout; errors (and usage errors, exit 1) on stderr.
 pub fn run(args: &[String]) -> Reply {
     let argv = std::iter::once("docker-credential-ecr kubelet install".to_string()).chain(args.iter().cloned());
     match <InstallArgs as clap::Parser>::try_parse_from(argv) {
-        Ok(parsed) => Reply::from_result("docker-credential-ecr kubelet install", install(&parsed.root)),
+        Ok(parsed) => Reply::from_result("docker-credential-ecr kubelet install", install(&parsed.root, parsed.broker_uid)),
         // --help is an answer on stdout; a usage error is clap's message on stderr, exit 1.
         Err(e) if e.use_stderr() => Reply { channel: Channel::Stderr, text: e.render().to_string().into_bytes(), code: 1 },
         Err(e) => Reply::out(e.render().to_string()),
     }
 }
 
-fn install(root: &Path) -> Result<String, String> {
+fn install(root: &Path, broker_uid: Option<u32>) -> Result<String, String> {
     let meta = fs::metadata(root).map_err(|e| format!("{}: {e}", root.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a folder", root.display()));
@@ -109,7 +116,7 @@ fn install(root: &Path) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's own file ({e})"))?;
     let binary = fs::read(&exe).map_err(|e| format!("cannot read this program ({}): {e}", exe.display()))?;
     let config_path = dir.join(CONFIG_FILE);
-    let config = provider_config_json(kept_env(&config_path).as_ref());
+    let config = provider_config_json(with_broker_uid(kept_env(&config_path), broker_uid).as_ref());
 
     let mut report = String::new();
     report += &place(&dir.join(PROVIDER_FILE), &binary, 0o755)?;
@@ -154,6 +161,17 @@ fn kept_env(path: &Path) -> Option<Value> {
     let v: Value = serde_json::from_slice(&text).ok()?;
     let env = v.get("providers")?.as_array()?.iter().find(|p| p.get("name").and_then(Value::as_str) == Some(PROVIDER_FILE))?.get("env")?;
     env.as_array().filter(|a| !a.is_empty()).map(|_| env.clone())
+}
+
+/// `env` with `ECR_BROKER_UID` set to `broker_uid` (an older entry of that name replaced), or
+/// `env` unchanged without one.
+fn with_broker_uid(env: Option<Value>, broker_uid: Option<u32>) -> Option<Value> {
+    let Some(uid) = broker_uid else { return env };
+    let name = ecr_cred::broker::BROKER_UID_ENV;
+    let mut list: Vec<Value> = env.and_then(|e| e.as_array().cloned()).unwrap_or_default();
+    list.retain(|e| e.get("name").and_then(Value::as_str) != Some(name));
+    list.push(json!({ "name": name, "value": uid.to_string() }));
+    Some(Value::Array(list))
 }
 
 /// Our config.json: the same provider as packaging/kubernetes/credential-provider-config.yaml.

@@ -230,3 +230,21 @@ fn install_needs_root_option() {
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stderr.contains("--root"), "{run:#?}");
 }
+
+#[test]
+fn broker_uid_lands_in_the_provider_env_once_beside_the_nodes_own() {
+    let root = eks_root();
+    let dir = root.path().join(PROVIDER_DIR);
+    let r = root.path().to_str().unwrap();
+    for uid in ["4242", "65532"] {
+        let run = helper(&["kubelet", "install", "--root", r, "--broker-uid", uid]);
+        assert_eq!(run.code, 0, "{run:#?}");
+    }
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let env = config["providers"][0]["env"].as_array().unwrap();
+    let named = |n: &str| env.iter().filter(|e| e["name"] == n).map(|e| e["value"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(named("ECR_BROKER_UID"), vec!["65532".to_string()], "{config:#}");
+    assert_eq!(named("AWS_PROFILE"), vec!["hybrid".to_string()], "{config:#}");
+    let bad = helper(&["kubelet", "install", "--root", r, "--broker-uid", "nobody"]);
+    assert_eq!(bad.code, 1, "{bad:#?}");
+}
