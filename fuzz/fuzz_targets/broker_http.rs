@@ -1,7 +1,6 @@
 //! The helper's broker client (`ecr_cred::broker`) reading arbitrary bytes as a broker answer.
 //!
-//! The response parser (`parse_response`, `dechunk`) is private, and the server's query
-//! decoding lives in the `ecr-broker` binary crate; neither can be called from here. So:
+//! The response parser is private. So:
 //!
 //! 1. The private parser is reached through the public I/O entry point `broker::get`: a
 //!    thread in this process listens on a Unix socket and answers each request with the fuzz
@@ -9,10 +8,10 @@
 //!    (Ok or Err), never panic or hang.
 //! 2. A successful parse's body goes through the wire types the helper decodes:
 //!    `TokenResponse`, `ErrorResponse`, `StatusResponse` (serde_json).
-//! 3. Query values: `broker::encode_query` of the input must use only unreserved characters
-//!    and `%XX`, and percent-decoding (the `percent-encoding` crate, standing in for the
-//!    server's private decoder) must give the input back; the decoded registry value then goes
-//!    through `RegistryHost::parse` as the server does.
+//! 3. Query values: `broker::encode_query` of the input must use only form-encoding characters
+//!    (unreserved, `+`, `%XX`), and the server's decoder `broker::registry_from_query` must
+//!    give the input back; the decoded registry value then goes through `RegistryHost::parse`
+//!    as the server does.
 #![no_main]
 
 use ecr_cred::broker::{self, ErrorResponse, StatusResponse, TokenResponse};
@@ -88,13 +87,17 @@ fuzz_target!(|data: &[u8]| {
 
     // 3. Query values: encode, decode, parse.
     if let Ok(value) = std::str::from_utf8(data) {
+        // Form encoding: unreserved characters, `+` for a space, `%XX` for every other byte.
         let q = broker::encode_query(value);
         assert!(
-            q.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%')),
+            q.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*' | b'+' | b'%')),
             "encode_query({value:?}) = {q:?}"
         );
-        let decoded = percent_encoding::percent_decode_str(&q).decode_utf8().expect("decodes to UTF-8");
-        assert_eq!(decoded, value, "encode_query does not round-trip");
+        // The server's decoder (the wire contract in src/broker.rs) gives the value back,
+        // whatever else the query holds.
+        let decoded = broker::registry_from_query(&format!("a=b&{}={q}&registry=x", broker::REGISTRY_PARAM)).expect("decodes");
+        assert_eq!(decoded, value, "encode_query does not round-trip through registry_from_query");
+        assert_eq!(broker::token_path(value), format!("{}?{}={q}", broker::TOKEN_PATH, broker::REGISTRY_PARAM));
         common::parse_and_check(&decoded);
         // What the server gets from a raw (unencoded) query value: `+` is a space, %XX a byte.
         let raw = value.replace('+', " ");
