@@ -221,6 +221,22 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_cache_is_the_configured_folder_and_none_when_disabled() {
+        // The only test that reads or sets these variables (the others open a folder directly).
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        std::env::set_var("AWS_ECR_CACHE_DIR", &dir);
+        std::env::remove_var("AWS_ECR_DISABLE_CACHE");
+        let cache = TokenCache::open_default().expect("a cache in AWS_ECR_CACHE_DIR");
+        assert_eq!(cache.dir(), dir);
+        assert!(dir.is_dir(), "the folder is made");
+        std::env::set_var("AWS_ECR_DISABLE_CACHE", "1");
+        assert!(TokenCache::open_default().is_none(), "AWS_ECR_DISABLE_CACHE turns it off");
+        std::env::remove_var("AWS_ECR_DISABLE_CACHE");
+        std::env::remove_var("AWS_ECR_CACHE_DIR");
+    }
     use crate::safe_fs::euid;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
