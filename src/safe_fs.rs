@@ -48,18 +48,41 @@ fn check_regular_and_ours(f: &File) -> Result<std::fs::Metadata, String> {
 /// others and at most `max` bytes. `Ok(None)` when it does not exist; `Err` says why it is
 /// not trusted. Never blocks on a special file.
 pub fn read_private(path: &Path, max: u64) -> Result<Option<String>, String> {
-    let f = match OpenOptions::new().read(true).custom_flags(SAFE_FLAGS).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("a symbolic link, not a regular file".into()),
-        Err(e) => return Err(format!("cannot open: {e}")),
-    };
+    let Some(f) = open_no_follow(path)? else { return Ok(None) };
     let meta = check_regular_and_ours(&f)?;
     if meta.mode() & 0o077 != 0 {
         return Err(format!("mode {:o} lets others read it", meta.mode() & 0o777));
     }
-    if meta.len() > max {
-        return Err(format!("{} bytes is too large", meta.len()));
+    read_at_most(f, meta.len(), max).map(Some)
+}
+
+/// Read a system file that is not ours (`/etc/passwd`, `/etc/group`): only a regular file (not
+/// a link, FIFO or device), at most `max` bytes. `Ok(None)` when it does not exist; `Err` says
+/// why it is not read. Never blocks on a special file.
+pub fn read_system_file(path: &Path, max: u64) -> Result<Option<String>, String> {
+    let Some(f) = open_no_follow(path)? else { return Ok(None) };
+    let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err(if meta.file_type().is_fifo() { "a FIFO, not a regular file" } else { "not a regular file" }.into());
+    }
+    read_at_most(f, meta.len(), max).map(Some)
+}
+
+/// Open `path` for reading without following a link or blocking on a special file;
+/// `Ok(None)` when it does not exist.
+fn open_no_follow(path: &Path) -> Result<Option<File>, String> {
+    match OpenOptions::new().read(true).custom_flags(SAFE_FLAGS).open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err("a symbolic link, not a regular file".into()),
+        Err(e) => Err(format!("cannot open: {e}")),
+    }
+}
+
+/// Read a regular file of `len` bytes (from fstat) as text, at most `max` bytes.
+fn read_at_most(f: File, len: u64, max: u64) -> Result<String, String> {
+    if len > max {
+        return Err(format!("{len} bytes is too large"));
     }
     let mut text = String::new();
     // A regular file never answers EAGAIN, so O_NONBLOCK does not matter for the read; the
@@ -68,32 +91,7 @@ pub fn read_private(path: &Path, max: u64) -> Result<Option<String>, String> {
     if text.len() as u64 > max {
         return Err("grew too large while being read".into());
     }
-    Ok(Some(text))
-}
-
-/// Read a system file that is not ours (`/etc/passwd`, `/etc/group`): only a regular file (not
-/// a link, FIFO or device), at most `max` bytes. `Ok(None)` when it does not exist; `Err` says
-/// why it is not read. Never blocks on a special file.
-pub fn read_system_file(path: &Path, max: u64) -> Result<Option<String>, String> {
-    let f = match OpenOptions::new().read(true).custom_flags(SAFE_FLAGS).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("a symbolic link, not a regular file".into()),
-        Err(e) => return Err(format!("cannot open: {e}")),
-    };
-    let meta = f.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err(if meta.file_type().is_fifo() { "a FIFO, not a regular file" } else { "not a regular file" }.into());
-    }
-    if meta.len() > max {
-        return Err(format!("{} bytes is too large", meta.len()));
-    }
-    let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
-    if text.len() as u64 > max {
-        return Err("grew too large while being read".into());
-    }
-    Ok(Some(text))
+    Ok(text)
 }
 
 /// Replace `path` atomically with `bytes`: a 0600 temporary file beside it (created new, never
